@@ -1,0 +1,47 @@
+//! `POST /v1/events`: one event or an array, in the seed's format.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::engine::Engine;
+use crate::event::{now_ms, parse_batch};
+
+/// Validates the whole batch, then queues it: `202 {"accepted": n}`, or
+/// `400` listing every bad item and field with nothing accepted.
+pub async fn post_events(State(engine): State<Engine>, body: Bytes) -> Response {
+    let source: Arc<str> = Arc::from("http");
+    match parse_batch(&body, &source, now_ms()) {
+        Ok(events) => {
+            let n = events.len();
+            let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+            metrics::counter!("tocsin_events_received_total", "source" => "http")
+                .increment(n as u64);
+            match engine.pipeline.submit(events).await {
+                Ok(()) => (
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "accepted": n, "ids": ids })),
+                )
+                    .into_response(),
+                Err(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": e.to_string() })),
+                )
+                    .into_response(),
+            }
+        }
+        Err(errors) => {
+            metrics::counter!("tocsin_events_rejected_total", "source" => "http").increment(1);
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "invalid events; none were accepted", "accepted": 0, "errors": errors })),
+            )
+                .into_response()
+        }
+    }
+}

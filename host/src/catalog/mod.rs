@@ -1,0 +1,699 @@
+//! The catalog: what is loaded from the plugins and rules directories, and
+//! the immutable [`Generation`] the pipeline runs on.
+//!
+//! A reload reads every file, skips those whose content hash did not change,
+//! validates the rest (plugins compile and link; rules parse, reference
+//! loaded plugins of the right world, and their configuration is accepted by
+//! the plugin), then publishes a new generation with one atomic pointer
+//! swap. Work in flight finishes on the generation it started with. A file
+//! that fails validation never replaces a good one: the previous version
+//! keeps serving and the error is kept for the status API.
+
+pub mod rule;
+pub mod watcher;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::event::now_ms;
+use crate::plugin::instance::BindingConfig;
+use crate::plugin::loader::content_hash as content_hash_of;
+use crate::plugin::{Grants, Instances, LoadedPlugin, Runtime, World};
+use rule::{Matcher, RuleSpec};
+
+/// A plugin binding inside an active rule.
+#[derive(Clone, Debug)]
+pub struct RuleBinding {
+    /// Plugin name (file stem).
+    pub plugin: String,
+    /// Id passed to the plugin's `configure` and calls.
+    pub binding: String,
+}
+
+/// One channel of an active rule.
+#[derive(Clone, Debug)]
+pub struct ChannelBinding {
+    pub name: Arc<str>,
+    pub target: RuleBinding,
+    pub grants: Arc<Grants>,
+}
+
+/// A validated rule, as the pipeline runs it.
+#[derive(Debug)]
+pub struct ActiveRule {
+    pub name: Arc<str>,
+    pub file: PathBuf,
+    pub hash: String,
+    pub loaded_at: i64,
+    pub description: String,
+    pub enabled: bool,
+    pub matcher: Matcher,
+    pub aggregate: RuleBinding,
+    pub route: Option<RuleBinding>,
+    pub channels: Vec<ChannelBinding>,
+    /// Channel names, in rule order, as offered to the router.
+    pub channel_names: Vec<String>,
+    /// Every binding of this rule with its configuration JSON, per plugin.
+    bindings: Vec<(String, BindingConfig)>,
+    /// Content hashes of the plugins this version was validated against.
+    plugin_hashes: BTreeMap<String, String>,
+}
+
+/// An immutable snapshot of everything loaded; swapped atomically.
+pub struct Generation {
+    pub id: u64,
+    pub rules: Vec<Arc<ActiveRule>>,
+    pub plugins: HashMap<String, Arc<LoadedPlugin>>,
+    /// Every binding of every active rule, by plugin name.
+    pub bindings: HashMap<String, Vec<BindingConfig>>,
+}
+
+impl Generation {
+    /// An empty generation (nothing loaded yet).
+    pub fn empty() -> Self {
+        Self {
+            id: 0,
+            rules: Vec::new(),
+            plugins: HashMap::new(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// The loaded plugin and all its bindings, for a call.
+    pub fn plugin_use(&self, name: &str) -> Option<crate::plugin::instance::PluginUse<'_>> {
+        let plugin = self.plugins.get(name)?;
+        Some(crate::plugin::instance::PluginUse {
+            plugin,
+            bindings: self.bindings.get(name).map(Vec::as_slice).unwrap_or(&[]),
+            generation: self.id,
+        })
+    }
+
+    /// True when a plugin version with `hash` is part of this generation.
+    pub fn has_hash(&self, hash: &str) -> bool {
+        self.plugins.values().any(|p| p.hash == hash)
+    }
+}
+
+/// The status API's view of a plugin file.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub file: String,
+    pub world: Option<World>,
+    pub hash: Option<String>,
+    pub size: Option<usize>,
+    pub loaded_at: Option<i64>,
+    pub cached: Option<bool>,
+    pub compile_ms: Option<f64>,
+    /// Why the file on disk is not the version serving (None when it is).
+    pub last_error: Option<String>,
+}
+
+/// The status API's view of a rule file.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleStatus {
+    pub name: String,
+    pub file: String,
+    pub active: bool,
+    pub enabled: bool,
+    pub hash: Option<String>,
+    pub loaded_at: Option<i64>,
+    pub aggregate: Option<String>,
+    pub route: Option<String>,
+    pub channels: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+struct PluginEntry {
+    file: PathBuf,
+    current: Option<Arc<LoadedPlugin>>,
+    last_error: Option<String>,
+    /// Hash of the bytes that failed, so an unchanged bad file is not retried.
+    failed_hash: Option<String>,
+}
+
+struct RuleEntry {
+    current: Option<Arc<ActiveRule>>,
+    last_error: Option<String>,
+    failed_hash: Option<String>,
+}
+
+/// What one reload did, for logs and tests.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadReport {
+    pub generation: u64,
+    pub changed: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// The loader's state; one per engine, driven by the watcher.
+pub struct Catalog {
+    rt: Runtime,
+    plugins_dir: PathBuf,
+    rules_dir: PathBuf,
+    plugins: BTreeMap<String, PluginEntry>,
+    rules: BTreeMap<PathBuf, RuleEntry>,
+    current: Arc<ArcSwap<Generation>>,
+    next_id: u64,
+}
+
+fn list(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl Catalog {
+    /// A catalog over the two directories; nothing loaded until [`Self::reload`].
+    pub fn new(rt: Runtime, plugins_dir: PathBuf, rules_dir: PathBuf) -> Self {
+        Self {
+            rt,
+            plugins_dir,
+            rules_dir,
+            plugins: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            current: Arc::new(ArcSwap::from_pointee(Generation::empty())),
+            next_id: 1,
+        }
+    }
+
+    /// The shared pointer the pipeline reads the current generation from.
+    pub fn generation(&self) -> Arc<ArcSwap<Generation>> {
+        self.current.clone()
+    }
+
+    /// The directories watched.
+    pub fn dirs(&self) -> (&Path, &Path) {
+        (&self.plugins_dir, &self.rules_dir)
+    }
+
+    /// Re-reads both directories and publishes a new generation if anything
+    /// changed.
+    pub async fn reload(&mut self) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let plugins_changed = self.reload_plugins(&mut report).await;
+        let rules_changed = self.reload_rules(&mut report, plugins_changed).await;
+        if plugins_changed || rules_changed {
+            self.publish();
+        }
+        report.generation = self.current.load().id;
+        for e in &report.errors {
+            tracing::error!("reload: {e}");
+        }
+        report
+    }
+
+    async fn reload_plugins(&mut self, report: &mut ReloadReport) -> bool {
+        let files = match list(&self.plugins_dir, "wasm") {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(format!("plugins directory {e}"));
+                return false;
+            }
+        };
+        let mut changed = false;
+        let present: HashSet<String> = files.iter().map(|p| stem(p)).collect();
+        let gone: Vec<String> = self
+            .plugins
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(plugin = %name, "plugin file removed; unloaded");
+            self.plugins.remove(&name);
+            report.changed.push(format!("plugin {name} unloaded"));
+            metrics::counter!("tocsin_reloads_total", "kind" => "plugin", "result" => "unloaded")
+                .increment(1);
+            changed = true;
+        }
+        for path in files {
+            let name = stem(&path);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    let entry = self.plugin_entry(&name, &path);
+                    entry.last_error = Some(format!("{}: cannot read: {e}", path.display()));
+                    continue;
+                }
+            };
+            let hash = content_hash_of(&bytes);
+            let entry = self.plugin_entry(&name, &path);
+            if entry.current.as_ref().is_some_and(|c| c.hash == hash) {
+                // Same bytes as the serving version (e.g. a bad copy was
+                // reverted): nothing to do but clear the error.
+                entry.last_error = None;
+                entry.failed_hash = None;
+                continue;
+            }
+            if entry.failed_hash.as_deref() == Some(hash.as_str()) {
+                continue;
+            }
+            let result = self.rt.load_plugin(&name, &bytes);
+            let result = match result {
+                Ok(p) => self.check_plugin_against_rules(Arc::new(p)).await,
+                Err(e) => Err(e.to_string()),
+            };
+            let entry = self.plugin_entry(&name, &path);
+            match result {
+                Ok(plugin) => {
+                    tracing::info!(plugin = %name, world = %plugin.world, hash = %&plugin.hash[..12], cached = plugin.cached, compile_ms = plugin.compile_ms, "plugin loaded");
+                    report.changed.push(format!("plugin {name} loaded"));
+                    entry.current = Some(plugin);
+                    entry.last_error = None;
+                    entry.failed_hash = None;
+                    metrics::counter!("tocsin_reloads_total", "kind" => "plugin", "result" => "ok")
+                        .increment(1);
+                    changed = true;
+                }
+                Err(e) => {
+                    let serving = if entry.current.is_some() {
+                        "; the previous version keeps serving"
+                    } else {
+                        ""
+                    };
+                    let msg = format!("{}: {e}{serving}", path.display());
+                    report.errors.push(msg.clone());
+                    entry.last_error = Some(msg);
+                    entry.failed_hash = Some(hash);
+                    metrics::counter!("tocsin_reloads_total", "kind" => "plugin", "result" => "error").increment(1);
+                }
+            }
+        }
+        changed
+    }
+
+    fn plugin_entry(&mut self, name: &str, path: &Path) -> &mut PluginEntry {
+        self.plugins
+            .entry(name.to_string())
+            .or_insert_with(|| PluginEntry {
+                file: path.to_path_buf(),
+                current: None,
+                last_error: None,
+                failed_hash: None,
+            })
+    }
+
+    /// A new plugin version must accept the configuration of every active
+    /// rule that uses it, or it is refused (the old version keeps serving).
+    async fn check_plugin_against_rules(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+    ) -> Result<Arc<LoadedPlugin>, String> {
+        for entry in self.rules.values() {
+            let Some(rule) = &entry.current else { continue };
+            for (plugin_name, binding) in &rule.bindings {
+                if *plugin_name != plugin.name {
+                    continue;
+                }
+                if let Err(e) = Instances::check_configure(&self.rt, &plugin, binding).await {
+                    return Err(format!(
+                        "rule `{}` binding `{}`: {e}",
+                        rule.name, binding.id
+                    ));
+                }
+            }
+        }
+        Ok(plugin)
+    }
+
+    fn loaded(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(name).and_then(|e| e.current.as_ref())
+    }
+
+    async fn reload_rules(&mut self, report: &mut ReloadReport, plugins_changed: bool) -> bool {
+        let files = match list(&self.rules_dir, "toml") {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(format!("rules directory {e}"));
+                return false;
+            }
+        };
+        let mut changed = false;
+        let present: HashSet<&PathBuf> = files.iter().collect();
+        let gone: Vec<PathBuf> = self
+            .rules
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for path in gone {
+            tracing::info!(file = %path.display(), "rule file removed; unloaded");
+            self.rules.remove(&path);
+            report
+                .changed
+                .push(format!("rule {} unloaded", path.display()));
+            metrics::counter!("tocsin_reloads_total", "kind" => "rule", "result" => "unloaded")
+                .increment(1);
+            changed = true;
+        }
+        for path in files {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    let entry = self.rule_entry(&path);
+                    entry.last_error = Some(format!("{}: cannot read: {e}", path.display()));
+                    continue;
+                }
+            };
+            let hash = content_hash_of(text.as_bytes());
+            let up_to_date = self.rules.get(&path).is_some_and(|e| {
+                e.current.as_ref().is_some_and(|r| {
+                    r.hash == hash
+                        && r.plugin_hashes
+                            .iter()
+                            .all(|(n, h)| self.loaded(n).is_some_and(|p| &p.hash == h))
+                })
+            });
+            if up_to_date {
+                if let Some(e) = self.rules.get_mut(&path) {
+                    e.last_error = None;
+                    e.failed_hash = None;
+                }
+                continue;
+            }
+            // A file that failed before is retried only if it or the plugins changed.
+            let failed_before = self
+                .rules
+                .get(&path)
+                .is_some_and(|e| e.failed_hash.as_deref() == Some(hash.as_str()));
+            if failed_before && !plugins_changed {
+                continue;
+            }
+            let taken: HashSet<String> = self
+                .rules
+                .iter()
+                .filter(|(p, _)| **p != path)
+                .filter_map(|(_, e)| e.current.as_ref().map(|r| r.name.to_string()))
+                .collect();
+            let result = self.compile_rule(&path, &text, &hash, &taken).await;
+            let entry = self.rule_entry(&path);
+            match result {
+                Ok(rule) => {
+                    tracing::info!(rule = %rule.name, file = %path.display(), "rule loaded");
+                    report.changed.push(format!("rule {} loaded", rule.name));
+                    entry.current = Some(Arc::new(rule));
+                    entry.last_error = None;
+                    entry.failed_hash = None;
+                    metrics::counter!("tocsin_reloads_total", "kind" => "rule", "result" => "ok")
+                        .increment(1);
+                    changed = true;
+                }
+                Err(e) => {
+                    let serving = if entry.current.is_some() {
+                        "; the previous version keeps serving"
+                    } else {
+                        ""
+                    };
+                    let msg = format!("{}: {e}{serving}", path.display());
+                    report.errors.push(msg.clone());
+                    entry.last_error = Some(msg);
+                    entry.failed_hash = Some(hash);
+                    metrics::counter!("tocsin_reloads_total", "kind" => "rule", "result" => "error").increment(1);
+                }
+            }
+        }
+        changed
+    }
+
+    fn rule_entry(&mut self, path: &Path) -> &mut RuleEntry {
+        self.rules
+            .entry(path.to_path_buf())
+            .or_insert_with(|| RuleEntry {
+                current: None,
+                last_error: None,
+                failed_hash: None,
+            })
+    }
+
+    /// Parses and validates one rule file against the loaded plugins.
+    async fn compile_rule(
+        &self,
+        path: &Path,
+        text: &str,
+        hash: &str,
+        taken: &HashSet<String>,
+    ) -> Result<ActiveRule, String> {
+        let spec: RuleSpec = rule::parse(text)?;
+        let name = spec.name.clone().unwrap_or_else(|| stem(path));
+        if !rule::valid_name(&name) {
+            return Err(format!(
+                "rule name {name:?} may only hold letters, digits, `-`, `_` and `.`"
+            ));
+        }
+        if taken.contains(&name) {
+            return Err(format!(
+                "rule name `{name}` is already used by another file"
+            ));
+        }
+        let matcher = Matcher::compile(&spec.matcher)?;
+        let rule_name: Arc<str> = Arc::from(name.as_str());
+        let mut bindings = Vec::new();
+        let mut plugin_hashes = BTreeMap::new();
+
+        let mut bind = |field: &str,
+                        plugin: &str,
+                        world: World,
+                        id: String,
+                        config: &toml::Table|
+         -> Result<RuleBinding, String> {
+            let loaded = self.loaded(plugin).ok_or_else(|| {
+                let known: Vec<&String> = self
+                    .plugins
+                    .iter()
+                    .filter(|(_, e)| e.current.is_some())
+                    .map(|(k, _)| k)
+                    .collect();
+                format!(
+                    "{field}: no plugin `{plugin}` is loaded from {} (loaded: {known:?})",
+                    self.plugins_dir.display()
+                )
+            })?;
+            if loaded.world != world {
+                return Err(format!(
+                    "{field}: plugin `{plugin}` is a {} plugin, a {world} is needed here",
+                    loaded.world
+                ));
+            }
+            let config_json =
+                serde_json::to_string(config).map_err(|e| format!("{field}.config: {e}"))?;
+            plugin_hashes.insert(plugin.to_string(), loaded.hash.clone());
+            bindings.push((
+                plugin.to_string(),
+                BindingConfig {
+                    id: id.clone(),
+                    rule: rule_name.clone(),
+                    config_json,
+                },
+            ));
+            Ok(RuleBinding {
+                plugin: plugin.to_string(),
+                binding: id,
+            })
+        };
+
+        let aggregate = bind(
+            "aggregate",
+            &spec.aggregate.plugin,
+            World::Aggregator,
+            name.clone(),
+            &spec.aggregate.config,
+        )?;
+        let route = match &spec.route {
+            Some(r) => Some(bind(
+                "route",
+                &r.plugin,
+                World::Router,
+                name.clone(),
+                &r.config,
+            )?),
+            None => None,
+        };
+        let mut channels = Vec::new();
+        let mut channel_names = Vec::new();
+        for (i, c) in spec.channels.iter().enumerate() {
+            let cname = c.name.clone().unwrap_or_else(|| c.plugin.clone());
+            if !rule::valid_name(&cname) {
+                return Err(format!(
+                    "channels[{i}]: name {cname:?} may only hold letters, digits, `-`, `_` and `.`"
+                ));
+            }
+            if channel_names.contains(&cname) {
+                return Err(format!(
+                    "channels[{i}]: channel name `{cname}` appears twice; give one a `name`"
+                ));
+            }
+            let target = bind(
+                &format!("channels[{i}]"),
+                &c.plugin,
+                World::Channel,
+                format!("{name}/{cname}"),
+                &c.config,
+            )?;
+            channels.push(ChannelBinding {
+                name: Arc::from(cname.as_str()),
+                target,
+                grants: Arc::new(c.grants.clone()),
+            });
+            channel_names.push(cname);
+        }
+        for (plugin, binding) in &bindings {
+            if let Some(p) = self.loaded(plugin) {
+                Instances::check_configure(&self.rt, p, binding)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "binding `{}` rejected by plugin `{plugin}`: {}",
+                            binding.id,
+                            plugin_message(&e)
+                        )
+                    })?;
+            }
+        }
+        Ok(ActiveRule {
+            name: rule_name,
+            file: path.to_path_buf(),
+            hash: hash.to_string(),
+            loaded_at: now_ms(),
+            description: spec.description,
+            enabled: spec.enabled,
+            matcher,
+            aggregate,
+            route,
+            channels,
+            channel_names,
+            bindings,
+            plugin_hashes,
+        })
+    }
+
+    /// Builds and swaps in a generation of every rule whose plugins are loaded.
+    fn publish(&mut self) {
+        let plugins: HashMap<String, Arc<LoadedPlugin>> = self
+            .plugins
+            .iter()
+            .filter_map(|(k, e)| e.current.clone().map(|p| (k.clone(), p)))
+            .collect();
+        let mut rules = Vec::new();
+        let mut bindings: HashMap<String, Vec<BindingConfig>> = HashMap::new();
+        for entry in self.rules.values_mut() {
+            let Some(rule) = &entry.current else { continue };
+            let missing: Vec<&String> = rule
+                .plugin_hashes
+                .keys()
+                .filter(|n| !plugins.contains_key(*n))
+                .collect();
+            if !missing.is_empty() {
+                entry.last_error = Some(format!(
+                    "rule `{}` is inactive: plugin(s) {missing:?} not loaded",
+                    rule.name
+                ));
+                continue;
+            }
+            for (plugin, b) in &rule.bindings {
+                bindings.entry(plugin.clone()).or_default().push(b.clone());
+            }
+            rules.push(rule.clone());
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        tracing::info!(
+            generation = id,
+            rules = rules.len(),
+            plugins = plugins.len(),
+            "generation published"
+        );
+        metrics::gauge!("tocsin_rules_active").set(rules.len() as f64);
+        metrics::gauge!("tocsin_plugins_loaded").set(plugins.len() as f64);
+        self.current.store(Arc::new(Generation {
+            id,
+            rules,
+            plugins,
+            bindings,
+        }));
+    }
+
+    /// Status of every plugin file seen.
+    pub fn plugin_status(&self) -> Vec<PluginStatus> {
+        self.plugins
+            .iter()
+            .map(|(name, e)| {
+                let c = e.current.as_ref();
+                PluginStatus {
+                    name: name.clone(),
+                    file: e.file.display().to_string(),
+                    world: c.map(|p| p.world),
+                    hash: c.map(|p| p.hash.clone()),
+                    size: c.map(|p| p.size),
+                    loaded_at: c.map(|p| p.loaded_at),
+                    cached: c.map(|p| p.cached),
+                    compile_ms: c.map(|p| p.compile_ms),
+                    last_error: e.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Status of every rule file seen.
+    pub fn rule_status(&self) -> Vec<RuleStatus> {
+        let active: HashSet<String> = self
+            .current
+            .load()
+            .rules
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        self.rules
+            .iter()
+            .map(|(path, e)| {
+                let c = e.current.as_ref();
+                RuleStatus {
+                    name: c.map(|r| r.name.to_string()).unwrap_or_else(|| stem(path)),
+                    file: path.display().to_string(),
+                    active: c.is_some_and(|r| active.contains(&*r.name)),
+                    enabled: c.is_some_and(|r| r.enabled),
+                    hash: c.map(|r| r.hash.clone()),
+                    loaded_at: c.map(|r| r.loaded_at),
+                    aggregate: c.map(|r| r.aggregate.plugin.clone()),
+                    route: c.and_then(|r| r.route.as_ref().map(|b| b.plugin.clone())),
+                    channels: c.map(|r| r.channel_names.clone()).unwrap_or_default(),
+                    last_error: e.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Every current error, for `tocsin check`.
+    pub fn errors(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .plugins
+            .values()
+            .filter_map(|e| e.last_error.clone())
+            .collect();
+        out.extend(self.rules.values().filter_map(|e| e.last_error.clone()));
+        out
+    }
+}
+
+/// The plugin's own message for a returned error, the full error otherwise.
+fn plugin_message(e: &crate::plugin::CallError) -> String {
+    match e {
+        crate::plugin::CallError::Returned { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

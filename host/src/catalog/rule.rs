@@ -1,0 +1,230 @@
+//! The rule file: one TOML file per rule in the rules directory.
+//!
+//! ```toml
+//! description = "Devices fail to start"
+//! [match]
+//! codes = ["DEVICE_START_FAILED"]      # globs; empty = any
+//! services = ["device-*"]              # globs; empty = any
+//! severities = ["high", "critical"]    # empty = any
+//! sources = ["http", "amqp"]           # empty = any
+//! metadata = { region = "eu-*" }       # every key must be present and match
+//!
+//! [aggregate]
+//! plugin = "threshold"
+//! config = { threshold = 3, window = "15m" }
+//!
+//! [route]                              # optional; default: every channel
+//! plugin = "severity-router"
+//!
+//! [[channels]]
+//! name = "websocket"                   # default: the plugin name
+//! plugin = "websocket"
+//! grants = { websocket = true }
+//! ```
+//!
+//! See `rules/README.md` for the full reference.
+
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+
+use crate::event::{Event, Severity};
+use crate::plugin::Grants;
+
+fn yes() -> bool {
+    true
+}
+
+/// A rule file as written by a person.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Rule name; defaults to the file name without `.toml`.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    /// A disabled rule is loaded and checked but matches nothing.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchSpec,
+    pub aggregate: PluginSpec,
+    pub route: Option<PluginSpec>,
+    #[serde(default)]
+    pub channels: Vec<ChannelSpec>,
+}
+
+/// Which events a rule takes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    #[serde(default)]
+    pub codes: Vec<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub severities: Vec<Severity>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A plugin and its configuration for this rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    pub plugin: String,
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// One delivery channel of the rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: Option<String>,
+    pub plugin: String,
+    #[serde(default)]
+    pub config: toml::Table,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// Compiled form of [`MatchSpec`].
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    codes: Option<GlobSet>,
+    services: Option<GlobSet>,
+    sources: Option<GlobSet>,
+    severities: Vec<Severity>,
+    metadata: Vec<(String, globset::GlobMatcher)>,
+}
+
+fn globs(field: &str, patterns: &[String]) -> Result<Option<GlobSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).map_err(|e| format!("match.{field}: bad pattern {p:?}: {e}"))?);
+    }
+    b.build()
+        .map(Some)
+        .map_err(|e| format!("match.{field}: {e}"))
+}
+
+impl Matcher {
+    /// Compiles the globs of `spec`.
+    pub fn compile(spec: &MatchSpec) -> Result<Self, String> {
+        let mut metadata = Vec::new();
+        for (k, p) in &spec.metadata {
+            let glob =
+                Glob::new(p).map_err(|e| format!("match.metadata.{k}: bad pattern {p:?}: {e}"))?;
+            metadata.push((k.clone(), glob.compile_matcher()));
+        }
+        Ok(Self {
+            codes: globs("codes", &spec.codes)?,
+            services: globs("services", &spec.services)?,
+            sources: globs("sources", &spec.sources)?,
+            severities: spec.severities.clone(),
+            metadata,
+        })
+    }
+
+    /// True when `event` is one this rule takes.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.codes
+            .as_ref()
+            .is_none_or(|g| g.is_match(&event.error_code))
+            && self
+                .services
+                .as_ref()
+                .is_none_or(|g| g.is_match(&event.service_name))
+            && self
+                .sources
+                .as_ref()
+                .is_none_or(|g| g.is_match(&*event.source))
+            && (self.severities.is_empty() || self.severities.contains(&event.severity))
+            && self
+                .metadata
+                .iter()
+                .all(|(k, m)| event.metadata.get(k).is_some_and(|v| m.is_match(v)))
+    }
+}
+
+/// Checks a rule or channel name: letters, digits, `-`, `_`, `.`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Parses a rule file's text; the error names the line and column.
+pub fn parse(text: &str) -> Result<RuleSpec, String> {
+    toml::from_str::<RuleSpec>(text).map_err(|e| e.to_string().trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn event(code: &str, service: &str, severity: Severity) -> Event {
+        Event {
+            event_id: "e".into(),
+            source: Arc::from("http"),
+            error_code: code.into(),
+            severity,
+            message: "m".into(),
+            service_name: service.into(),
+            timestamp: 0,
+            received_at: 0,
+            user_message: None,
+            user_id: None,
+            stack_trace: None,
+            metadata: [("region".to_string(), "eu-west".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn matcher_applies_every_clause() {
+        let spec = parse(
+            r#"
+            [match]
+            codes = ["DEVICE_*"]
+            services = ["device-service"]
+            severities = ["high"]
+            metadata = { region = "eu-*" }
+            [aggregate]
+            plugin = "threshold"
+            "#,
+        )
+        .expect("parses");
+        let m = Matcher::compile(&spec.matcher).expect("compiles");
+        assert!(m.matches(&event(
+            "DEVICE_START_FAILED",
+            "device-service",
+            Severity::High
+        )));
+        assert!(!m.matches(&event("PAYMENT_FAILED", "device-service", Severity::High)));
+        assert!(!m.matches(&event("DEVICE_START_FAILED", "other", Severity::High)));
+        assert!(!m.matches(&event(
+            "DEVICE_START_FAILED",
+            "device-service",
+            Severity::Low
+        )));
+    }
+
+    #[test]
+    fn parse_errors_name_line_and_key() {
+        let err = parse("[aggregate]\nplugin = \"t\"\nthreshold = 3\n").expect_err("unknown key");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("threshold"), "{err}");
+        let err = parse("[aggregate\n").expect_err("syntax");
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,141 @@
+//! The `tocsin` command: `run`, `check`, `send`.
+
+mod send;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+/// tocsin — error alerting with sandboxed WebAssembly rules.
+#[derive(Parser, Debug)]
+#[command(name = "tocsin", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the engine (embedded state, no external services needed).
+    #[command(after_help = Config::env_help())]
+    Run(Paths),
+    /// Validate configuration, rules and plugins; exit non-zero on any error.
+    Check(Paths),
+    /// Post test events to a running engine.
+    Send(send::SendArgs),
+}
+
+/// Where things are; each overrides the config file and environment.
+#[derive(Args, Debug, Clone)]
+pub struct Paths {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Rules directory.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Plugins directory (built .wasm components).
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
+    /// Data directory (state, compile cache).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+impl Paths {
+    /// Loads the configuration with these overrides applied last.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(v) = &self.listen {
+            c.http.listen = v.clone();
+        }
+        if let Some(v) = &self.rules {
+            c.engine.rules = v.clone();
+        }
+        if let Some(v) = &self.plugins {
+            c.engine.plugins = v.clone();
+        }
+        if let Some(v) = &self.data {
+            c.engine.data = v.clone();
+        }
+        Ok(c)
+    }
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(paths) => run(paths.config()?).await.map(|()| 0),
+        Command::Check(paths) => check(paths.config()?).await,
+        Command::Send(args) => send::run(args).await.map(|()| 0),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.http.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let engine = crate::Engine::start(config).await?;
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::mem::drop(ctrl_c.await),
+                };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    let state = engine.state.clone();
+    engine.serve(listener, shutdown).await?;
+    state.sync().await.context("flushing state")?;
+    Ok(())
+}
+
+async fn check(config: Config) -> anyhow::Result<i32> {
+    let (_rt, catalog, _) = crate::engine::load_catalog(&config).await?;
+    for p in catalog.plugin_status() {
+        match (&p.world, &p.last_error) {
+            (Some(w), None) => println!(
+                "ok    plugin {:<18} {w:<10} {}",
+                p.name,
+                p.hash.as_deref().map(|h| &h[..12]).unwrap_or("")
+            ),
+            _ => {}
+        }
+    }
+    for r in catalog.rule_status() {
+        if r.last_error.is_none() {
+            println!(
+                "ok    rule   {:<28} {} → {}",
+                r.name,
+                r.aggregate.as_deref().unwrap_or("?"),
+                r.channels.join(", ")
+            );
+        }
+    }
+    let errors = catalog.errors();
+    for e in &errors {
+        eprintln!("error {e}");
+    }
+    if errors.is_empty() {
+        println!("all good");
+        Ok(0)
+    } else {
+        eprintln!("{} error(s)", errors.len());
+        Ok(1)
+    }
+}

@@ -1,0 +1,404 @@
+//! Configuration: one TOML file with a section per component, every key
+//! overridable from the environment as `TOCSIN_<SECTION>_<KEY>`.
+//!
+//! [`KEYS`] is the single list of known keys: it drives environment
+//! parsing (so a value is typed by its key, and `TOCSIN_SMTP_PASSWORD=1234`
+//! stays a string) and the listing in `tocsin run --help`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The type of a configuration key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Bool,
+    /// A list of strings; comma-separated in the environment.
+    List,
+}
+
+/// One documented configuration key.
+pub struct Key {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every configuration key tocsin knows.
+pub const KEYS: &[Key] = &[
+    Key {
+        section: "http",
+        key: "listen",
+        kind: Kind::Str,
+        default: "127.0.0.1:8080",
+        doc: "address the HTTP API listens on",
+    },
+    Key {
+        section: "http",
+        key: "max_body_bytes",
+        kind: Kind::Int,
+        default: "4194304",
+        doc: "largest accepted request body",
+    },
+    Key {
+        section: "engine",
+        key: "rules",
+        kind: Kind::Str,
+        default: "rules",
+        doc: "directory of rule files (*.toml), watched",
+    },
+    Key {
+        section: "engine",
+        key: "plugins",
+        kind: Kind::Str,
+        default: "plugins/dist",
+        doc: "directory of plugin components (*.wasm), watched",
+    },
+    Key {
+        section: "engine",
+        key: "data",
+        kind: Kind::Str,
+        default: "data",
+        doc: "data directory: state, compile cache",
+    },
+    Key {
+        section: "engine",
+        key: "workers",
+        kind: Kind::Int,
+        default: "2",
+        doc: "pipeline workers (each holds its own plugin instances)",
+    },
+    Key {
+        section: "engine",
+        key: "queue",
+        kind: Kind::Int,
+        default: "4096",
+        doc: "batches queued before submitters wait",
+    },
+    Key {
+        section: "sandbox",
+        key: "call_timeout_ms",
+        kind: Kind::Int,
+        default: "200",
+        doc: "CPU deadline of one plugin call",
+    },
+    Key {
+        section: "sandbox",
+        key: "memory_mb",
+        kind: Kind::Int,
+        default: "64",
+        doc: "linear-memory cap of one plugin instance",
+    },
+    Key {
+        section: "smtp",
+        key: "host",
+        kind: Kind::Str,
+        default: "",
+        doc: "SMTP server; empty disables email",
+    },
+    Key {
+        section: "smtp",
+        key: "port",
+        kind: Kind::Int,
+        default: "25",
+        doc: "SMTP port",
+    },
+    Key {
+        section: "smtp",
+        key: "username",
+        kind: Kind::Str,
+        default: "",
+        doc: "SMTP AUTH user",
+    },
+    Key {
+        section: "smtp",
+        key: "password",
+        kind: Kind::Str,
+        default: "",
+        doc: "SMTP AUTH password (never logged)",
+    },
+    Key {
+        section: "smtp",
+        key: "from",
+        kind: Kind::Str,
+        default: "tocsin@localhost",
+        doc: "sender address",
+    },
+    Key {
+        section: "smtp",
+        key: "tls",
+        kind: Kind::Str,
+        default: "none",
+        doc: "none | starttls | implicit",
+    },
+    Key {
+        section: "smtp",
+        key: "to",
+        kind: Kind::List,
+        default: "",
+        doc: "default recipients (rules granting email = [\"default\"])",
+    },
+];
+
+/// `[http]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+/// `[engine]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub rules: PathBuf,
+    pub plugins: PathBuf,
+    pub data: PathBuf,
+    pub workers: usize,
+    pub queue: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            rules: "rules".into(),
+            plugins: "plugins/dist".into(),
+            data: "data".into(),
+            workers: 2,
+            queue: 4096,
+        }
+    }
+}
+
+/// `[sandbox]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    pub call_timeout_ms: u64,
+    pub memory_mb: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout_ms: 200,
+            memory_mb: 64,
+        }
+    }
+}
+
+/// `[smtp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub from: String,
+    pub tls: String,
+    pub to: Vec<String>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 25,
+            username: String::new(),
+            password: String::new(),
+            from: "tocsin@localhost".into(),
+            tls: "none".into(),
+            to: Vec::new(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub engine: EngineConfig,
+    pub sandbox: SandboxConfig,
+    pub smtp: SmtpConfig,
+}
+
+/// A configuration problem, saying where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+}
+
+impl Config {
+    /// Loads `file` (if given), then applies `TOCSIN_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string().trim_end().to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("TOCSIN_") else {
+                continue;
+            };
+            if rest == "LOG" {
+                continue;
+            }
+            let rest = rest.to_ascii_lowercase();
+            let key = KEYS
+                .iter()
+                .find(|k| rest == format!("{}_{}", k.section, k.key))
+                .ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    reason: "not a known setting (see `tocsin run --help`)".into(),
+                })?;
+            let typed = match key.kind {
+                Kind::Str => toml::Value::String(value.clone()),
+                Kind::Int => value
+                    .trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| ConfigError::Env {
+                        var: var.clone(),
+                        reason: format!("expected an integer, got {value:?}"),
+                    })?,
+                Kind::Bool => value
+                    .trim()
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .map_err(|_| ConfigError::Env {
+                        var: var.clone(),
+                        reason: format!("expected true or false, got {value:?}"),
+                    })?,
+                Kind::List => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+            };
+            let section = table
+                .entry(key.section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = section {
+                t.insert(key.key.to_string(), typed);
+            }
+        }
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "configuration".into());
+        table.try_into::<Config>().map_err(|e| ConfigError::File {
+            path: origin,
+            reason: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// The environment-variable listing shown by `tocsin run --help`.
+    pub fn env_help() -> String {
+        let mut out =
+            String::from("Every setting can be given in the config file or the environment:\n");
+        let mut section = "";
+        for k in KEYS {
+            if k.section != section {
+                section = k.section;
+                out.push_str(&format!("  [{section}]\n"));
+            }
+            let var = format!("TOCSIN_{}_{}", k.section, k.key).to_ascii_uppercase();
+            let default = if k.default.is_empty() {
+                "\"\""
+            } else {
+                k.default
+            };
+            out.push_str(&format!("    {:<34} {} (default {default})\n", var, k.doc));
+        }
+        out.push_str("  TOCSIN_LOG sets the log filter (e.g. info, tocsin=debug).\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_with_typed_values() {
+        let env = vec![
+            ("TOCSIN_HTTP_LISTEN".to_string(), "0.0.0.0:9".to_string()),
+            ("TOCSIN_SMTP_PASSWORD".to_string(), "1234".to_string()),
+            ("TOCSIN_SMTP_TO".to_string(), "a@x.io, b@x.io".to_string()),
+            ("TOCSIN_ENGINE_WORKERS".to_string(), "3".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let c = Config::load(None, env).expect("loads");
+        assert_eq!(c.http.listen, "0.0.0.0:9");
+        assert_eq!(c.smtp.password, "1234");
+        assert_eq!(c.smtp.to, vec!["a@x.io".to_string(), "b@x.io".to_string()]);
+        assert_eq!(c.engine.workers, 3);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_settings_are_named() {
+        let err = Config::load(
+            None,
+            vec![("TOCSIN_HTTP_LISTN".to_string(), "x".to_string())],
+        )
+        .expect_err("unknown");
+        assert!(err.to_string().contains("TOCSIN_HTTP_LISTN"), "{err}");
+        let err = Config::load(
+            None,
+            vec![("TOCSIN_ENGINE_WORKERS".to_string(), "two".to_string())],
+        )
+        .expect_err("type");
+        assert!(err.to_string().contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn every_key_has_a_field() {
+        let env: Vec<(String, String)> = KEYS
+            .iter()
+            .map(|k| {
+                let v = match k.kind {
+                    Kind::Int => "1",
+                    Kind::Bool => "true",
+                    _ => "x",
+                };
+                (
+                    format!("TOCSIN_{}_{}", k.section, k.key).to_ascii_uppercase(),
+                    v.to_string(),
+                )
+            })
+            .collect();
+        Config::load(None, env).expect("every documented key deserializes");
+    }
+}

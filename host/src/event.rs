@@ -1,0 +1,364 @@
+//! The error event as it enters tocsin, and its validation.
+//!
+//! Producers speak the seed's JSON format (camelCase field names). Every
+//! source (HTTP, AMQP, ...) goes through [`parse_event`] so that one set of
+//! rules decides what a valid event is and one set of messages explains why
+//! an event was refused.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How bad an error is; the seed's four levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    /// Parses a severity case-insensitively, as producers are inconsistent.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "critical" => Some(Self::Critical),
+            "high" => Some(Self::High),
+            "medium" => Some(Self::Medium),
+            "low" => Some(Self::Low),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name used in JSON, labels and rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An accepted error event. Cheap to clone: the pipeline may hand the same
+/// event to several rules.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event_id: String,
+    pub source: Arc<str>,
+    pub error_code: String,
+    pub severity: Severity,
+    pub message: String,
+    pub service_name: String,
+    /// Producer's time, milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Host's time of acceptance, milliseconds since the epoch.
+    pub received_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_trace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One reason an input item was refused: which item, which field, why.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// Position of the item in the submitted batch (0 for a single event).
+    pub item: usize,
+    /// The offending field (camelCase, as sent), or `""` for the item itself.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "item {}: {}", self.item, self.reason)
+        } else {
+            write!(
+                f,
+                "item {}: field `{}`: {}",
+                self.item, self.field, self.reason
+            )
+        }
+    }
+}
+
+/// Longest accepted value of a short text field (codes, names, ids).
+const MAX_SHORT: usize = 256;
+/// Longest accepted message or stack trace.
+const MAX_LONG: usize = 64 * 1024;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Validates one JSON item in the seed's event format.
+///
+/// `item` is the item's index (for error messages), `source` where it came
+/// from. All problems with the item are reported, not only the first.
+pub fn parse_event(
+    item: usize,
+    value: &Value,
+    source: &Arc<str>,
+    received_at: i64,
+) -> Result<Event, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let err = |errors: &mut Vec<FieldError>, field: &str, reason: String| {
+        errors.push(FieldError {
+            item,
+            field: field.to_string(),
+            reason,
+        })
+    };
+    let Some(object) = value.as_object() else {
+        return Err(vec![FieldError {
+            item,
+            field: String::new(),
+            reason: format!("expected a JSON object, got {}", json_kind(value)),
+        }]);
+    };
+
+    let mut text = |field: &str, required: bool, max: usize| -> Option<String> {
+        match object.get(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    err(&mut errors, field, "is required".into());
+                }
+                None
+            }
+            Some(Value::String(s)) if required && s.trim().is_empty() => {
+                err(&mut errors, field, "must not be empty".into());
+                None
+            }
+            Some(Value::String(s)) if s.len() > max => {
+                err(
+                    &mut errors,
+                    field,
+                    format!("is {} bytes, at most {max} allowed", s.len()),
+                );
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                err(
+                    &mut errors,
+                    field,
+                    format!("must be a string, got {}", json_kind(other)),
+                );
+                None
+            }
+        }
+    };
+    let error_code = text("errorCode", true, MAX_SHORT);
+    let message = text("message", true, MAX_LONG);
+    let service_name = text("serviceName", true, MAX_SHORT);
+    let user_message = text("userMessage", false, MAX_LONG);
+    let user_id = text("userId", false, MAX_SHORT);
+    let stack_trace = text("stackTrace", false, MAX_LONG);
+    let event_id = text("eventId", false, MAX_SHORT);
+    let severity_text = text("severity", true, MAX_SHORT);
+
+    let severity = severity_text.and_then(|s| {
+        let parsed = Severity::parse(&s);
+        if parsed.is_none() {
+            err(
+                &mut errors,
+                "severity",
+                format!("unknown severity {s:?} (use critical, high, medium or low)"),
+            );
+        }
+        parsed
+    });
+
+    let timestamp = match object.get("timestamp") {
+        None | Some(Value::Null) => Some(received_at),
+        Some(v) => match parse_timestamp(v) {
+            Ok(ts) => Some(ts),
+            Err(reason) => {
+                err(&mut errors, "timestamp", reason);
+                None
+            }
+        },
+    };
+
+    let mut metadata = BTreeMap::new();
+    match object.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                metadata.insert(k.clone(), v);
+            }
+        }
+        Some(other) => err(
+            &mut errors,
+            "metadata",
+            format!("must be an object, got {}", json_kind(other)),
+        ),
+    }
+
+    match (error_code, severity, message, service_name, timestamp) {
+        (Some(error_code), Some(severity), Some(message), Some(service_name), Some(timestamp))
+            if errors.is_empty() =>
+        {
+            Ok(Event {
+                event_id: event_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                source: source.clone(),
+                error_code,
+                severity,
+                message,
+                service_name,
+                timestamp,
+                received_at,
+                user_message,
+                user_id,
+                stack_trace,
+                metadata,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Accepts epoch milliseconds (number) or an RFC 3339 string, as the seed's
+/// NestJS services send `new Date().toISOString()`.
+fn parse_timestamp(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .ok_or_else(|| format!("number {n} is not a valid epoch-milliseconds time")),
+        Value::String(s) => {
+            let parsed =
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
+            Ok(i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+        }
+        other => Err(format!(
+            "must be epoch milliseconds or an RFC 3339 string, got {}",
+            json_kind(other)
+        )),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a request body holding one event or an array of events.
+///
+/// All-or-nothing: if any item is invalid, every problem is returned and no
+/// event is accepted, so a client never has to guess which half was taken.
+pub fn parse_batch(
+    body: &[u8],
+    source: &Arc<str>,
+    received_at: i64,
+) -> Result<Vec<Event>, Vec<FieldError>> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        vec![FieldError {
+            item: 0,
+            field: String::new(),
+            reason: format!("body is not valid JSON: {e}"),
+        }]
+    })?;
+    let items: Vec<&Value> = match &value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match parse_event(i, item, source, received_at) {
+            Ok(event) => events.push(event),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn src() -> Arc<str> {
+        Arc::from("test")
+    }
+
+    #[test]
+    fn accepts_the_seed_format() {
+        let v = json!({
+            "errorCode": "DEVICE_START_FAILED", "severity": "HIGH", "message": "boom",
+            "serviceName": "device-service", "timestamp": "2026-11-21T01:02:03.500Z",
+            "userId": "u1", "metadata": {"deviceId": "d-9", "attempt": 3}
+        });
+        let e = parse_event(0, &v, &src(), 5).expect("valid");
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.timestamp, 1_795_222_923_500);
+        assert_eq!(e.metadata.get("attempt").map(String::as_str), Some("3"));
+        assert_eq!(e.received_at, 5);
+        assert!(!e.event_id.is_empty());
+    }
+
+    #[test]
+    fn reports_every_bad_field_with_its_item() {
+        let body = br#"[{"errorCode":"A","severity":"high","message":"m","serviceName":"s"},
+                        {"errorCode":"","severity":"urgent","message":3}]"#;
+        let errors = parse_batch(body, &src(), 0).expect_err("invalid");
+        let fields: Vec<(usize, &str)> =
+            errors.iter().map(|e| (e.item, e.field.as_str())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (1, "errorCode"),
+                (1, "message"),
+                (1, "serviceName"),
+                (1, "severity")
+            ]
+        );
+        assert!(errors[3].reason.contains("urgent"), "{}", errors[3]);
+    }
+
+    #[test]
+    fn rejects_non_json_and_non_objects() {
+        let errors = parse_batch(b"{nope", &src(), 0).expect_err("invalid");
+        assert!(errors[0].reason.contains("not valid JSON"));
+        let errors = parse_batch(b"[1]", &src(), 0).expect_err("invalid");
+        assert!(errors[0].reason.contains("a number"));
+    }
+}

@@ -1,0 +1,23 @@
+//! tocsin: an error-alerting engine whose rules are sandboxed WebAssembly
+//! plugins.
+//!
+//! The pipeline reads like the folders: [`source`]s accept events,
+//! [`pipeline`] matches rules, aggregates, routes and notifies, [`deliver`]
+//! performs the I/O. [`plugin`] runs the WebAssembly components (one module
+//! per host capability), [`catalog`] loads and hot-reloads plugins and rules,
+//! [`state`] keeps what plugins count, [`api`] serves HTTP, and [`cli`] is
+//! the `tocsin` command.
+
+pub mod api;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod engine;
+pub mod event;
+pub mod pipeline;
+pub mod plugin;
+pub mod source;
+pub mod state;
+
+pub use engine::Engine;

@@ -1,0 +1,57 @@
+//! Stage 4: each chosen channel plugin renders the alert; the deliveries it
+//! queued go to the delivery stage.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::catalog::{ActiveRule, ChannelBinding, Generation};
+use crate::deliver::{AlertContext, Deliverer};
+use crate::event::Severity;
+use crate::plugin::bindings::Alert;
+use crate::plugin::Instances;
+
+/// Runs every channel in `channels` for `alert`.
+pub async fn run(
+    instances: &mut Instances,
+    g: &Generation,
+    rule: &ActiveRule,
+    alert: &Alert,
+    channels: &[ChannelBinding],
+    deliverer: &Deliverer,
+) {
+    let service = alert
+        .labels
+        .iter()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    for channel in channels {
+        let Some(u) = g.plugin_use(&channel.target.plugin) else {
+            continue;
+        };
+        let started = Instant::now();
+        let result = instances
+            .deliver(
+                u,
+                &channel.target.binding,
+                rule.name.clone(),
+                channel.grants.clone(),
+                alert,
+            )
+            .await;
+        super::aggregate::observe(&channel.target.plugin, "deliver", started, &result);
+        if let Ok(deliveries) = result {
+            let ctx = AlertContext {
+                rule: rule.name.clone(),
+                channel: channel.name.clone(),
+                severity: Severity::from(alert.severity),
+                service: service.clone(),
+            };
+            for d in deliveries {
+                deliverer.dispatch(&ctx, d);
+            }
+        } else {
+            metrics::counter!("tocsin_notifications_failed_total", "rule" => rule.name.to_string(), "channel" => Arc::clone(&channel.name).to_string()).increment(1);
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Live plugin instances, owned by one pipeline worker each.
+//!
+//! Every call runs under the sandbox: a fresh CPU budget (epoch ticks,
+//! yielding to tokio at each tick so other tasks keep running) and the
+//! memory cap of the store's limiter. A call that traps for any reason takes
+//! its instance with it; the next call instantiates a clean one from the
+//! `InstancePre`, configured again with the current bindings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::{
+    aggregator::Aggregator, channel::Channel, router::Router, Alert, ErrorEvent,
+};
+use super::loader::{LoadedPlugin, PluginPre};
+use super::{CallScope, Grants, HostCtx, LimitHit, Runtime, EPOCH_TICK};
+use crate::deliver::Delivery;
+
+/// One use of a plugin by a rule: the id passed to `configure` and its
+/// configuration as JSON text.
+#[derive(Clone, Debug)]
+pub struct BindingConfig {
+    pub id: String,
+    pub rule: Arc<str>,
+    pub config_json: String,
+}
+
+/// What the caller needs to call a plugin: the version, every binding the
+/// current generation has for it, and the generation number.
+#[derive(Clone, Copy)]
+pub struct PluginUse<'a> {
+    pub plugin: &'a Arc<LoadedPlugin>,
+    pub bindings: &'a [BindingConfig],
+    pub generation: u64,
+}
+
+/// Why a plugin call failed. Every variant fails only the work of that call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin `{plugin}` ran past its {ms} ms deadline and was stopped")]
+    Deadline { plugin: String, ms: u128 },
+    #[error("plugin `{plugin}` hit its memory cap: {detail}")]
+    Memory { plugin: String, detail: String },
+    #[error("plugin `{plugin}` trapped: {detail}")]
+    Trap { plugin: String, detail: String },
+    #[error("plugin `{plugin}` returned an error: {message}")]
+    Returned { plugin: String, message: String },
+    #[error("plugin `{plugin}` could not be instantiated: {detail}")]
+    Instantiate { plugin: String, detail: String },
+}
+
+impl CallError {
+    /// Short kind for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Deadline { .. } => "deadline",
+            CallError::Memory { .. } => "memory",
+            CallError::Trap { .. } => "trap",
+            CallError::Returned { .. } => "error",
+            CallError::Instantiate { .. } => "instantiate",
+        }
+    }
+
+    /// True when the instance was lost (anything but a returned error).
+    pub fn is_trap(&self) -> bool {
+        !matches!(self, CallError::Returned { .. })
+    }
+}
+
+enum Bound {
+    Aggregator(Aggregator),
+    Router(Router),
+    Channel(Channel),
+}
+
+struct Live {
+    store: Store<HostCtx>,
+    bound: Bound,
+    configured_generation: u64,
+}
+
+/// A worker's instances, keyed by plugin content hash.
+pub struct Instances {
+    rt: Runtime,
+    live: HashMap<String, Live>,
+}
+
+impl Instances {
+    /// An empty set of instances for one worker.
+    pub fn new(rt: Runtime) -> Self {
+        Self {
+            rt,
+            live: HashMap::new(),
+        }
+    }
+
+    /// Drops instances of plugin versions for which `keep` says false
+    /// (versions no longer loaded after a swap).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.live.retain(|hash, _| keep(hash));
+    }
+
+    /// Number of live instances.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True when no instance is alive.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    async fn instantiate(rt: &Runtime, plugin: &LoadedPlugin) -> Result<Live, CallError> {
+        let mut store = Store::new(rt.engine(), rt.new_ctx(&plugin.name));
+        store.limiter(|c| c);
+        store.epoch_deadline_callback(|mut ctx| {
+            let data = ctx.data_mut();
+            if data.ticks_left == 0 {
+                data.hit = Some(LimitHit::Deadline);
+                return Err(wasmtime::Error::msg("CPU deadline exceeded"));
+            }
+            data.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let ticks = ticks_for(rt);
+        store.data_mut().ticks_left = ticks;
+        store.set_epoch_deadline(1);
+        let bound = match &plugin.pre {
+            PluginPre::Aggregator(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bound::Aggregator),
+            PluginPre::Router(pre) => pre.instantiate_async(&mut store).await.map(Bound::Router),
+            PluginPre::Channel(pre) => pre.instantiate_async(&mut store).await.map(Bound::Channel),
+        };
+        match bound {
+            Ok(bound) => Ok(Live {
+                store,
+                bound,
+                configured_generation: u64::MAX,
+            }),
+            Err(e) => Err(classify(&plugin.name, rt, &mut store, e)),
+        }
+    }
+
+    /// The live instance of `u.plugin`, created and configured as needed.
+    async fn live(&mut self, u: PluginUse<'_>) -> Result<&mut Live, CallError> {
+        let hash = &u.plugin.hash;
+        if !self.live.contains_key(hash) {
+            let live = Self::instantiate(&self.rt, u.plugin).await?;
+            self.live.insert(hash.clone(), live);
+        }
+        let needs_config = self
+            .live
+            .get(hash)
+            .is_some_and(|l| l.configured_generation != u.generation);
+        if needs_config {
+            for b in u.bindings {
+                let result = self.configure_live(u, b).await;
+                if let Err(e) = result {
+                    // Validated at load time, so this is unexpected; the
+                    // binding's calls will report "not configured".
+                    tracing::error!(plugin = %u.plugin.name, binding = %b.id, error = %e, "configure failed on a fresh instance");
+                    if e.is_trap() {
+                        return Err(e);
+                    }
+                }
+            }
+            if let Some(l) = self.live.get_mut(hash) {
+                l.configured_generation = u.generation;
+            }
+        }
+        self.live
+            .get_mut(hash)
+            .ok_or_else(|| CallError::Instantiate {
+                plugin: u.plugin.name.clone(),
+                detail: "instance vanished".into(),
+            })
+    }
+
+    async fn configure_live(
+        &mut self,
+        u: PluginUse<'_>,
+        b: &BindingConfig,
+    ) -> Result<(), CallError> {
+        let rt = self.rt.clone();
+        let hash = u.plugin.hash.clone();
+        let Some(live) = self.live.get_mut(&hash) else {
+            return Ok(());
+        };
+        begin(&rt, &mut live.store, b.rule.clone(), Arc::default());
+        let result = match &live.bound {
+            Bound::Aggregator(p) => {
+                p.call_configure(&mut live.store, &b.id, &b.config_json)
+                    .await
+            }
+            Bound::Router(p) => {
+                p.call_configure(&mut live.store, &b.id, &b.config_json)
+                    .await
+            }
+            Bound::Channel(p) => {
+                p.call_configure(&mut live.store, &b.id, &b.config_json)
+                    .await
+            }
+        };
+        self.finish(&hash, &u.plugin.name, result).map(|_| ())
+    }
+
+    /// Maps a call's outcome; drops the instance if it trapped.
+    fn finish<R>(
+        &mut self,
+        hash: &str,
+        plugin: &str,
+        result: wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, CallError> {
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(message)) => Err(CallError::Returned {
+                plugin: plugin.to_string(),
+                message,
+            }),
+            Err(e) => {
+                let err = match self.live.remove(hash) {
+                    Some(mut live) => classify(plugin, &self.rt, &mut live.store, e),
+                    None => CallError::Trap {
+                        plugin: plugin.to_string(),
+                        detail: format!("{e:#}"),
+                    },
+                };
+                Err(err)
+            }
+        }
+    }
+
+    /// Calls an aggregator's `aggregate` for `binding`.
+    pub async fn aggregate(
+        &mut self,
+        u: PluginUse<'_>,
+        binding: &str,
+        rule: Arc<str>,
+        events: &[ErrorEvent],
+    ) -> Result<Vec<Alert>, CallError> {
+        let rt = self.rt.clone();
+        let live = self.live(u).await?;
+        begin(&rt, &mut live.store, rule, Arc::default());
+        let result = match &live.bound {
+            Bound::Aggregator(p) => p.call_aggregate(&mut live.store, binding, events).await,
+            _ => Ok(Err(format!("`{}` is not an aggregator", u.plugin.name))),
+        };
+        self.finish(&u.plugin.hash, &u.plugin.name, result)
+    }
+
+    /// Calls a router's `route` for `binding`.
+    pub async fn route(
+        &mut self,
+        u: PluginUse<'_>,
+        binding: &str,
+        rule: Arc<str>,
+        alert: &Alert,
+        channels: &[String],
+    ) -> Result<Vec<String>, CallError> {
+        let rt = self.rt.clone();
+        let live = self.live(u).await?;
+        begin(&rt, &mut live.store, rule, Arc::default());
+        let result = match &live.bound {
+            Bound::Router(p) => {
+                p.call_route(&mut live.store, binding, alert, channels)
+                    .await
+            }
+            _ => Ok(Err(format!("`{}` is not a router", u.plugin.name))),
+        };
+        self.finish(&u.plugin.hash, &u.plugin.name, result)
+    }
+
+    /// Calls a channel's `deliver` for `binding` with the rule's `grants`;
+    /// returns the deliveries it queued.
+    pub async fn deliver(
+        &mut self,
+        u: PluginUse<'_>,
+        binding: &str,
+        rule: Arc<str>,
+        grants: Arc<Grants>,
+        alert: &Alert,
+    ) -> Result<Vec<Delivery>, CallError> {
+        let rt = self.rt.clone();
+        let live = self.live(u).await?;
+        begin(&rt, &mut live.store, rule, grants);
+        let result = match &live.bound {
+            Bound::Channel(p) => p.call_deliver(&mut live.store, binding, alert).await,
+            _ => Ok(Err(format!("`{}` is not a channel", u.plugin.name))),
+        };
+        let deliveries = std::mem::take(&mut live.store.data_mut().scope.deliveries);
+        self.finish(&u.plugin.hash, &u.plugin.name, result)
+            .map(|()| deliveries)
+    }
+
+    /// Validates a binding's configuration on a scratch instance: what a
+    /// reload does before swapping a rule in.
+    pub async fn check_configure(
+        rt: &Runtime,
+        plugin: &Arc<LoadedPlugin>,
+        binding: &BindingConfig,
+    ) -> Result<(), CallError> {
+        let mut scratch = Instances::new(rt.clone());
+        let live = Self::instantiate(rt, plugin).await?;
+        scratch.live.insert(plugin.hash.clone(), live);
+        let u = PluginUse {
+            plugin,
+            bindings: &[],
+            generation: u64::MAX,
+        };
+        scratch.configure_live(u, binding).await
+    }
+}
+
+fn ticks_for(rt: &Runtime) -> u32 {
+    let ticks = rt.limits().call_timeout.as_micros() / EPOCH_TICK.as_micros().max(1);
+    u32::try_from(ticks.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Resets the sandbox budget and the call scope before a call.
+fn begin(rt: &Runtime, store: &mut Store<HostCtx>, rule: Arc<str>, grants: Arc<Grants>) {
+    let ticks = ticks_for(rt);
+    let data = store.data_mut();
+    data.ticks_left = ticks;
+    data.hit = None;
+    data.scope = CallScope::new(rule, grants);
+    store.set_epoch_deadline(1);
+}
+
+fn classify(
+    plugin: &str,
+    rt: &Runtime,
+    store: &mut Store<HostCtx>,
+    e: wasmtime::Error,
+) -> CallError {
+    let plugin = plugin.to_string();
+    let hit = store.data().hit;
+    let output = store.data_mut().take_output();
+    let detail = if output.is_empty() {
+        format!("{e:#}")
+    } else {
+        format!("{e:#}; guest said: {output}")
+    };
+    match hit {
+        Some(LimitHit::Deadline) => CallError::Deadline {
+            plugin,
+            ms: rt.limits().call_timeout.as_millis(),
+        },
+        Some(LimitHit::Memory) => CallError::Memory { plugin, detail },
+        None => CallError::Trap { plugin, detail },
+    }
+}

@@ -1,0 +1,313 @@
+//! Turning `.wasm` bytes into a ready-to-instantiate plugin.
+//!
+//! Validation happens here, before anything is swapped in: the bytes must be
+//! a component, compile, export one of the three worlds with the right
+//! types, and import nothing beyond what that world offers. Every failure
+//! says what and where, so `tocsin check` and `/v1/plugins` can show it.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::bindings::{aggregator, channel, router};
+use super::{HostCtx, Runtime};
+
+/// The world a plugin implements, detected from its exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Aggregator,
+    Router,
+    Channel,
+}
+
+impl World {
+    /// The world's name in `wit/worlds.wit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Aggregator => "aggregator",
+            World::Router => "router",
+            World::Channel => "channel",
+        }
+    }
+
+    /// The `tocsin:plugin` interfaces this world may import.
+    fn allowed_imports(self) -> &'static [&'static str] {
+        match self {
+            World::Aggregator => &["types", "log", "state"],
+            World::Router => &["types", "log"],
+            World::Channel => &["types", "log", "websocket", "email", "http"],
+        }
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pre-linked component of one of the three worlds.
+pub enum PluginPre {
+    Aggregator(aggregator::AggregatorPre<HostCtx>),
+    Router(router::RouterPre<HostCtx>),
+    Channel(channel::ChannelPre<HostCtx>),
+}
+
+/// A compiled, validated plugin version. Immutable; a reload makes a new one.
+pub struct LoadedPlugin {
+    /// Name rules refer to it by: the file name without `.wasm`.
+    pub name: String,
+    pub world: World,
+    /// BLAKE3 of the file's bytes, hex.
+    pub hash: String,
+    pub size: usize,
+    /// When this version was loaded, ms since the epoch.
+    pub loaded_at: i64,
+    /// Whether the compiled artifact came from the cache.
+    pub cached: bool,
+    /// Time to compile or load the artifact, ms.
+    pub compile_ms: f64,
+    pub(crate) pre: PluginPre,
+}
+
+/// Why a plugin file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    #[error("does not compile: {0}")]
+    Compile(String),
+    #[error("exports none of `aggregate`, `route`, `deliver`: not a tocsin plugin (exports: {0})")]
+    NoWorld(String),
+    #[error("exports several worlds ({0}); a plugin implements exactly one")]
+    SeveralWorlds(String),
+    #[error("imports `{import}`, which the {world} world does not offer (allowed: {allowed})")]
+    Import {
+        import: String,
+        world: World,
+        allowed: String,
+    },
+    #[error("does not match the tocsin:plugin@0.1.0 {world} world: {reason}")]
+    Link { world: World, reason: String },
+}
+
+/// Content hash of plugin bytes, hex BLAKE3.
+pub fn content_hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+impl Runtime {
+    /// Validates and prepares `bytes` as the plugin `name`.
+    pub fn load_plugin(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(LoadError::NotComponent(format!(
+                "{} bytes without the `\\0asm` header (truncated or not wasm)",
+                bytes.len()
+            )));
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::NotComponent(
+                "this is a core module; build for `wasm32-wasip2` so cargo emits a component"
+                    .into(),
+            ));
+        }
+        let hash = content_hash(bytes);
+        let started = Instant::now();
+        let (component, cached) = self.compile_cached(&hash, bytes)?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+        let world = detect_world(self, &component)?;
+        let linker = self.linker_for(world, &component)?;
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            world,
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = match world {
+            World::Aggregator => PluginPre::Aggregator(
+                aggregator::AggregatorPre::new(instance_pre).map_err(link_err)?,
+            ),
+            World::Router => {
+                PluginPre::Router(router::RouterPre::new(instance_pre).map_err(link_err)?)
+            }
+            World::Channel => {
+                PluginPre::Channel(channel::ChannelPre::new(instance_pre).map_err(link_err)?)
+            }
+        };
+        Ok(LoadedPlugin {
+            name: name.to_string(),
+            world,
+            hash,
+            size: bytes.len(),
+            loaded_at: crate::event::now_ms(),
+            cached,
+            compile_ms,
+            pre,
+        })
+    }
+
+    /// Compiles `bytes`, or loads the artifact compiled earlier for the same
+    /// content by the same engine configuration.
+    fn compile_cached(&self, hash: &str, bytes: &[u8]) -> Result<(Component, bool), LoadError> {
+        let engine = &self.inner.engine;
+        let artifact = self.inner.cache_dir.as_ref().map(|dir| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            dir.join(format!("{hash}-{:016x}.cwasm", h.finish()))
+        });
+        if let Some(path) = &artifact {
+            if path.exists() {
+                // SAFETY: the artifact was written by this program with
+                // `Component::serialize` into its own data directory, and its
+                // name carries the engine compatibility hash.
+                match unsafe { Component::deserialize_file(engine, path) } {
+                    Ok(c) => return Ok((c, true)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "discarding unusable cached artifact");
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+        }
+        let component =
+            Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        if let Some(path) = &artifact {
+            if let Err(e) = write_artifact(path, &component) {
+                tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
+            }
+        }
+        Ok((component, false))
+    }
+
+    /// A linker offering exactly `world`'s imports plus the minimal WASI a
+    /// Rust guest needs (streams for panic messages, random for hash maps).
+    /// Other WASI imports (files, sockets, clocks, environment) are linked
+    /// as traps: a guest may import them but can never use them.
+    fn linker_for(
+        &self,
+        world: World,
+        component: &Component,
+    ) -> Result<Linker<HostCtx>, LoadError> {
+        let engine = &self.inner.engine;
+        let allowed = world.allowed_imports();
+        for (name, _) in component.component_type().imports(engine) {
+            let refused = match name.strip_prefix("tocsin:plugin/") {
+                Some(rest) => {
+                    let iface = rest.split('@').next().unwrap_or(rest);
+                    !allowed.contains(&iface)
+                }
+                None => !name.starts_with("wasi:"),
+            };
+            if refused {
+                return Err(LoadError::Import {
+                    import: name.to_string(),
+                    world,
+                    allowed: allowed.join(", "),
+                });
+            }
+        }
+        let mut linker = Linker::<HostCtx>::new(engine);
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            world,
+            reason: format!("{e:#}"),
+        };
+        add_minimal_wasi(&mut linker).map_err(link_err)?;
+        match world {
+            World::Aggregator => {
+                aggregator::Aggregator::add_to_linker::<HostCtx, HasSelf<HostCtx>>(
+                    &mut linker,
+                    |c| c,
+                )
+            }
+            World::Router => {
+                router::Router::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c)
+            }
+            World::Channel => {
+                channel::Channel::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c)
+            }
+        }
+        .map_err(link_err)?;
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(link_err)?;
+        Ok(linker)
+    }
+}
+
+fn write_artifact(path: &Path, component: &Component) -> anyhow::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn detect_world(rt: &Runtime, component: &Component) -> Result<World, LoadError> {
+    let mut names = Vec::new();
+    let mut worlds = Vec::new();
+    for (name, item) in component.component_type().exports(rt.engine()) {
+        if let ComponentItem::ComponentFunc(_) = item.ty {
+            match name {
+                "aggregate" => worlds.push(World::Aggregator),
+                "route" => worlds.push(World::Router),
+                "deliver" => worlds.push(World::Channel),
+                _ => {}
+            }
+        }
+        names.push(name.to_string());
+    }
+    match worlds.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(LoadError::NoWorld(if names.is_empty() {
+            "nothing".into()
+        } else {
+            names.join(", ")
+        })),
+        many => Err(LoadError::SeveralWorlds(
+            many.iter()
+                .map(|w| w.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+/// WASI pieces a wit-bindgen Rust guest imports even when it does no I/O.
+fn add_minimal_wasi(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::p2::bindings::{cli, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    struct HasTable;
+    impl wasmtime::component::HasData for HasTable {
+        type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+    }
+    fn table(c: &mut HostCtx) -> &mut wasmtime::component::ResourceTable {
+        &mut c.table
+    }
+    let l = linker;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<HostCtx, HasTable>(l, table)?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<HostCtx, HasTable>(l, table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<HostCtx, HasTable>(l, table)?;
+    cli::exit::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::environment::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::stdin::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::stdout::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::stderr::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::terminal_input::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::terminal_output::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostCtx, WasiCli>(l, HostCtx::cli)?;
+    random::random::add_to_linker::<HostCtx, WasiRandom>(l, HostCtx::random)?;
+    random::insecure::add_to_linker::<HostCtx, WasiRandom>(l, HostCtx::random)?;
+    random::insecure_seed::add_to_linker::<HostCtx, WasiRandom>(l, HostCtx::random)?;
+    Ok(())
+}

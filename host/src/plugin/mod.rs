@@ -1,0 +1,249 @@
+//! The plugin runtime: one wasmtime engine, a content-addressed compile
+//! cache, the sandbox every call runs in, and per-worker instances.
+//!
+//! Why this shape: compiling a component costs ~100 ms but loading a cached
+//! artifact ~2 ms, so artifacts are keyed by content hash and reused across
+//! restarts and reloads. Instances are cheap to make from an `InstancePre`
+//! and are thrown away after any trap, so a misbehaving plugin can never
+//! leave a half-updated instance behind.
+
+pub mod bindings;
+pub mod capability;
+pub mod instance;
+pub mod loader;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::state::StateStore;
+pub use capability::{CallScope, Grants};
+pub use instance::{CallError, Instances};
+pub use loader::{LoadError, LoadedPlugin, World};
+
+/// Sandbox limits applied to every plugin call and instance.
+#[derive(Clone, Debug)]
+pub struct SandboxLimits {
+    /// Wall-clock budget of one call, enforced by epoch interruption.
+    pub call_timeout: Duration,
+    /// Cap on one instance's linear memory, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_millis(200),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Host settings plugins can observe through capabilities.
+#[derive(Clone, Debug, Default)]
+pub struct HostSettings {
+    /// `[smtp] to`: recipients of rules that grant `default`.
+    pub default_email_to: Vec<String>,
+}
+
+/// How often the engine's epoch advances; the deadline granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The shared plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+    limits: SandboxLimits,
+    state: StateStore,
+    host: Arc<HostSettings>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Release);
+    }
+}
+
+/// Errors building the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("configuring wasmtime: {0}")]
+    Engine(String),
+}
+
+impl Runtime {
+    /// Builds the engine (component model, epoch interruption, pooling
+    /// allocator) and starts the epoch ticker thread.
+    pub fn new(
+        limits: SandboxLimits,
+        state: StateStore,
+        host: HostSettings,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.concurrency_support(false);
+        config.max_wasm_stack(512 * 1024);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(256)
+            .total_tables(1024)
+            .total_stacks(256)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("tocsin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(format!("epoch thread: {e}")))?;
+        }
+        if let Some(dir) = &cache_dir {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled");
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                cache_dir,
+                limits,
+                state,
+                host: Arc::new(host),
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// The wasmtime engine shared by every plugin.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The sandbox limits in force.
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.inner.limits
+    }
+
+    /// The state backend plugins reach through `state`.
+    pub fn state(&self) -> &StateStore {
+        &self.inner.state
+    }
+
+    /// Creates the store data for a new instance of `plugin`.
+    fn new_ctx(&self, plugin: &str) -> HostCtx {
+        let stderr = MemoryOutputPipe::new(4096);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .stdout(stderr.clone())
+            .build();
+        HostCtx {
+            plugin: Arc::from(plugin),
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            state: self.inner.state.clone(),
+            host: self.inner.host.clone(),
+            scope: CallScope::default(),
+            memory_cap: self.inner.limits.memory_bytes,
+            ticks_left: 0,
+            hit: None,
+        }
+    }
+}
+
+/// Which sandbox limit stopped a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitHit {
+    Deadline,
+    Memory,
+}
+
+/// Store data of one plugin instance.
+pub struct HostCtx {
+    /// Plugin name, for logs and metrics.
+    pub plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Captures what the guest writes to stderr/stdout (panic messages).
+    stderr: MemoryOutputPipe,
+    state: StateStore,
+    host: Arc<HostSettings>,
+    /// The call in progress.
+    pub scope: CallScope,
+    memory_cap: usize,
+    /// Epoch ticks the current call may still run.
+    ticks_left: u32,
+    /// Set when a sandbox limit stopped the call.
+    hit: Option<LimitHit>,
+}
+
+impl HostCtx {
+    /// What the guest printed (its panic message, usually), lossily decoded.
+    pub fn take_output(&mut self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
+    }
+}
+
+impl WasiView for HostCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for HostCtx {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.hit = Some(LimitHit::Memory);
+            return Err(wasmtime::Error::msg(format!(
+                "memory cap exceeded: plugin asked to grow linear memory from {current} to {desired} bytes, cap is {}",
+                self.memory_cap
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

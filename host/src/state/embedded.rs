@@ -1,0 +1,532 @@
+//! The embedded state store: an in-memory map made durable by a
+//! write-ahead log with group commit.
+//!
+//! Why not one database write per event: at hundreds of thousands of events
+//! per second an fsync per change is impossible. Every change appends the
+//! entry's new value to a log buffer under the same lock as the map update,
+//! and a flusher thread writes and fsyncs the buffer every couple of
+//! milliseconds. [`EmbeddedState::sync`] lets a caller wait for the commit
+//! that covers its changes (AMQP acks wait on it). On open, the snapshot and
+//! the log are replayed (last write wins, so replay is idempotent), a torn
+//! tail is cut off, and a fresh snapshot replaces both.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::{StateError, WindowHit};
+use crate::event::now_ms;
+
+const SNAPSHOT: &str = "state.snapshot";
+const LOG: &str = "state.log";
+/// Rewrite the snapshot once the log grows past this.
+const COMPACT_AT: u64 = 64 * 1024 * 1024;
+/// Group-commit period: the longest a change waits to be written.
+const COMMIT_EVERY: Duration = Duration::from_millis(2);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Value {
+    Counter { count: u64, window_start: i64 },
+    Text(String),
+    List(Vec<String>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entry {
+    value: Value,
+    /// Host wall-clock expiry (ms since epoch).
+    expires_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Put(String, Entry),
+    Del(String),
+}
+
+struct Inner {
+    map: HashMap<String, Entry>,
+    /// Encoded records not yet handed to the flusher.
+    pending: Vec<u8>,
+    /// Sequence number of the last change.
+    seq: u64,
+}
+
+/// See the module documentation.
+pub struct EmbeddedState {
+    inner: Arc<Mutex<Inner>>,
+    durable: tokio::sync::watch::Receiver<u64>,
+    stop: Arc<AtomicBool>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl EmbeddedState {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let snapshot_path = dir.join(SNAPSHOT);
+        let log_path = dir.join(LOG);
+        let mut map = read_snapshot(&snapshot_path)?;
+        let replayed = replay_log(&log_path, &mut map)?;
+        let now = now_ms();
+        map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
+        write_snapshot(dir, &map)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        tracing::info!(keys = map.len(), replayed, dir = %dir.display(), "state opened");
+
+        let inner = Arc::new(Mutex::new(Inner {
+            map,
+            pending: Vec::new(),
+            seq: 0,
+        }));
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let inner = inner.clone();
+            let stop = stop.clone();
+            let dir = dir.to_path_buf();
+            std::thread::Builder::new()
+                .name("tocsin-state-flush".into())
+                .spawn(move || flush_loop(dir, log, inner, tx, stop))
+                .map_err(io_err(&log_path))?
+        };
+        Ok(Self {
+            inner,
+            durable: rx,
+            stop,
+            flusher: Mutex::new(Some(flusher)),
+        })
+    }
+
+    fn log_put(inner: &mut Inner, key: &str, entry: &Entry) {
+        encode(
+            &mut inner.pending,
+            &Record::Put(key.to_string(), entry.clone()),
+        );
+        inner.seq += 1;
+    }
+
+    fn log_del(inner: &mut Inner, key: &str) {
+        encode(&mut inner.pending, &Record::Del(key.to_string()));
+        inner.seq += 1;
+    }
+
+    /// See the WIT `state.window-add`.
+    pub fn window_add(
+        &self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> WindowHit {
+        let host_now = now_ms();
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let mut inner = self.inner.lock();
+        let (count, start) = match inner.map.get(key) {
+            Some(Entry {
+                value:
+                    Value::Counter {
+                        count,
+                        window_start,
+                    },
+                expires_at,
+            }) if expires_at.is_none_or(|t| t > host_now)
+                && now.saturating_sub(*window_start) < window =>
+            {
+                (*count, *window_start)
+            }
+            _ => (0, now),
+        };
+        let total = count + u64::from(delta);
+        let (fires, after) = if threshold == 0 {
+            (0, total)
+        } else {
+            (
+                u32::try_from(total / threshold).unwrap_or(u32::MAX),
+                total % threshold,
+            )
+        };
+        if after == 0 {
+            if inner.map.remove(key).is_some() {
+                Self::log_del(&mut inner, key);
+            }
+        } else {
+            let entry = Entry {
+                value: Value::Counter {
+                    count: after,
+                    window_start: if fires > 0 { now } else { start },
+                },
+                expires_at: Some(host_now.saturating_add(window)),
+            };
+            Self::log_put(&mut inner, key, &entry);
+            inner.map.insert(key.to_string(), entry);
+        }
+        WindowHit {
+            before: count,
+            fires,
+            after,
+            window_start: start,
+        }
+    }
+
+    /// See the WIT `state.get`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let inner = self.inner.lock();
+        match inner.map.get(key) {
+            Some(Entry {
+                value: Value::Text(v),
+                expires_at,
+            }) if expires_at.is_none_or(|t| t > now_ms()) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// See the WIT `state.set` and `state.set-if-absent`; returns whether it stored.
+    pub fn set(&self, key: &str, value: String, ttl_ms: Option<u64>, only_if_absent: bool) -> bool {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        if only_if_absent {
+            if let Some(e) = inner.map.get(key) {
+                if e.expires_at.is_none_or(|t| t > now) {
+                    return false;
+                }
+            }
+        }
+        let entry = Entry {
+            value: Value::Text(value),
+            expires_at: expiry(now, ttl_ms),
+        };
+        Self::log_put(&mut inner, key, &entry);
+        inner.map.insert(key.to_string(), entry);
+        true
+    }
+
+    /// See the WIT `state.delete`.
+    pub fn delete(&self, key: &str) {
+        let mut inner = self.inner.lock();
+        if inner.map.remove(key).is_some() {
+            Self::log_del(&mut inner, key);
+        }
+    }
+
+    /// See the WIT `state.list-push`.
+    pub fn list_push(&self, key: &str, value: String, max_len: u32, ttl_ms: Option<u64>) -> u32 {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let mut items = match inner.map.remove(key) {
+            Some(Entry {
+                value: Value::List(items),
+                expires_at,
+            }) if expires_at.is_none_or(|t| t > now) => items,
+            _ => Vec::new(),
+        };
+        if items.len() < max_len as usize {
+            items.push(value);
+        }
+        let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        let entry = Entry {
+            value: Value::List(items),
+            expires_at: expiry(now, ttl_ms),
+        };
+        Self::log_put(&mut inner, key, &entry);
+        inner.map.insert(key.to_string(), entry);
+        len
+    }
+
+    /// See the WIT `state.list-take`.
+    pub fn list_take(&self, key: &str) -> Vec<String> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        match inner.map.remove(key) {
+            Some(entry) => {
+                Self::log_del(&mut inner, key);
+                match entry {
+                    Entry {
+                        value: Value::List(items),
+                        expires_at,
+                    } if expires_at.is_none_or(|t| t > now) => items,
+                    _ => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Waits until all changes made before this call are on disk.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        let target = self.inner.lock().seq;
+        let mut rx = self.durable.clone();
+        rx.wait_for(|d| *d >= target)
+            .await
+            .map(|_| ())
+            .map_err(|_| StateError::Closed)
+    }
+
+    /// Number of keys held (including not yet swept expired ones).
+    pub fn len(&self) -> usize {
+        self.inner.lock().map.len()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for EmbeddedState {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.flusher.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn expiry(now: i64, ttl_ms: Option<u64>) -> Option<i64> {
+    ttl_ms.map(|ttl| now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)))
+}
+
+/// Frames a record as `len u32 | crc32 u32 | bincode`, so a torn write at
+/// the tail is detected on replay.
+fn encode(out: &mut Vec<u8>, record: &Record) {
+    let Ok(payload) = bincode::serialize(record) else {
+        return;
+    };
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+fn read_snapshot(path: &Path) -> Result<HashMap<String, Entry>, StateError> {
+    match File::open(path) {
+        Ok(file) => bincode::deserialize_from(BufReader::new(file)).map_err(|e| StateError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Applies every complete record of the log; returns how many.
+fn replay_log(path: &Path, map: &mut HashMap<String, Entry>) -> Result<usize, StateError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes).map_err(io_err(path))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    let mut at = 0usize;
+    let mut count = 0usize;
+    while at + 8 <= bytes.len() {
+        let len =
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        match bincode::deserialize::<Record>(payload) {
+            Ok(Record::Put(k, e)) => {
+                map.insert(k, e);
+            }
+            Ok(Record::Del(k)) => {
+                map.remove(&k);
+            }
+            Err(_) => break,
+        }
+        at += 8 + len;
+        count += 1;
+    }
+    if at < bytes.len() {
+        tracing::warn!(path = %path.display(), dropped_bytes = bytes.len() - at, "state log had a torn tail; ignored it");
+    }
+    Ok(count)
+}
+
+fn write_snapshot(dir: &Path, map: &HashMap<String, Entry>) -> Result<(), StateError> {
+    let tmp: PathBuf = dir.join(format!("{SNAPSHOT}.tmp"));
+    let path = dir.join(SNAPSHOT);
+    {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w = BufWriter::new(file);
+        bincode::serialize_into(&mut w, map).map_err(|e| StateError::Io {
+            path: tmp.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn flush_loop(
+    dir: PathBuf,
+    mut log: File,
+    inner: Arc<Mutex<Inner>>,
+    durable: tokio::sync::watch::Sender<u64>,
+    stop: Arc<AtomicBool>,
+) {
+    let log_path = dir.join(LOG);
+    let mut log_len = 0u64;
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        let (buf, seq) = {
+            let mut g = inner.lock();
+            (std::mem::take(&mut g.pending), g.seq)
+        };
+        if !buf.is_empty() {
+            let written = log.write_all(&buf).and_then(|_| log.sync_data());
+            match written {
+                Ok(()) => {
+                    log_len += buf.len() as u64;
+                    durable.send_replace(seq);
+                }
+                Err(e) => {
+                    // Keep the data: put it back in front and retry next round.
+                    tracing::error!(error = %e, path = %log_path.display(), "state log write failed; retrying");
+                    let mut g = inner.lock();
+                    let newer = std::mem::take(&mut g.pending);
+                    g.pending = buf;
+                    g.pending.extend_from_slice(&newer);
+                    drop(g);
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+        } else if *durable.borrow() < seq {
+            durable.send_replace(seq);
+        }
+        if log_len > COMPACT_AT {
+            let map = inner.lock().map.clone();
+            match write_snapshot(&dir, &map).and_then(|_| {
+                log.set_len(0).map_err(io_err(&log_path))?;
+                log.sync_all().map_err(io_err(&log_path))
+            }) {
+                Ok(()) => log_len = 0,
+                Err(e) => tracing::error!(error = %e, "state compaction failed"),
+            }
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(COMMIT_EVERY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tocsin-state-{name}-{}", uuid::Uuid::now_v7()));
+        fs::create_dir_all(&dir).expect("tempdir");
+        dir
+    }
+
+    #[test]
+    fn window_fires_at_threshold_and_resets() {
+        let dir = tempdir("fire");
+        let s = EmbeddedState::open(&dir).expect("open");
+        assert_eq!(s.window_add("k", 2, 1000, 60_000, 3).fires, 0);
+        let hit = s.window_add("k", 1, 2000, 60_000, 3);
+        assert_eq!(
+            (hit.before, hit.fires, hit.after, hit.window_start),
+            (2, 1, 0, 1000)
+        );
+        let hit = s.window_add("k", 7, 3000, 60_000, 3);
+        assert_eq!((hit.before, hit.fires, hit.after), (0, 2, 1));
+    }
+
+    #[test]
+    fn expired_window_starts_over() {
+        let dir = tempdir("expire");
+        let s = EmbeddedState::open(&dir).expect("open");
+        s.window_add("k", 2, 1000, 500, 3);
+        let hit = s.window_add("k", 1, 1600, 500, 3);
+        assert_eq!(
+            (hit.before, hit.fires, hit.after, hit.window_start),
+            (0, 0, 1, 1600)
+        );
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_after_sync() {
+        let dir = tempdir("reopen");
+        {
+            let s = EmbeddedState::open(&dir).expect("open");
+            s.window_add("k", 2, 1000, 600_000, 3);
+            s.set("v", "x".into(), None, false);
+            s.list_push("l", "a".into(), 2, None);
+            s.list_push("l", "b".into(), 2, None);
+            s.list_push("l", "c".into(), 2, None);
+            s.sync().await.expect("sync");
+        }
+        let s = EmbeddedState::open(&dir).expect("reopen");
+        assert_eq!(s.window_add("k", 1, 2000, 600_000, 3).fires, 1);
+        assert_eq!(s.get("v").as_deref(), Some("x"));
+        assert_eq!(s.list_take("l"), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn torn_log_tail_is_ignored() {
+        let dir = tempdir("torn");
+        let mut bytes = Vec::new();
+        encode(
+            &mut bytes,
+            &Record::Put(
+                "v".into(),
+                Entry {
+                    value: Value::Text("ok".into()),
+                    expires_at: None,
+                },
+            ),
+        );
+        bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+        fs::write(dir.join(LOG), &bytes).expect("write");
+        let s = EmbeddedState::open(&dir).expect("open");
+        assert_eq!(s.get("v").as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn set_if_absent_honours_ttl() {
+        let dir = tempdir("nx");
+        let s = EmbeddedState::open(&dir).expect("open");
+        assert!(s.set("q", "1".into(), Some(60_000), true));
+        assert!(!s.set("q", "1".into(), Some(60_000), true));
+        assert!(s.set("z", "1".into(), Some(0), true));
+        assert!(
+            s.set("z", "1".into(), Some(0), true),
+            "expired value counts as absent"
+        );
+    }
+}

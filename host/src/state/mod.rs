@@ -1,0 +1,127 @@
+//! Host-held plugin state: the backing of the WIT `state` interface.
+//!
+//! State lives here, not in plugin memory, so it survives plugin swaps,
+//! traps and restarts. Every key is scoped to a rule by the caller
+//! ([`scoped_key`]) so rules never see each other's counters.
+
+pub mod embedded;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedState;
+
+/// Result of an atomic windowed add; mirrors the WIT `window-hit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowHit {
+    pub before: u64,
+    pub fires: u32,
+    pub after: u64,
+    pub window_start: i64,
+}
+
+/// Errors of a state backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state backend is closed")]
+    Closed,
+}
+
+/// The state backend the engine runs on. An enum rather than a trait object:
+/// the embedded store is called on the hot path and should inline.
+#[derive(Clone)]
+pub enum StateStore {
+    /// Local data directory: in-memory map plus a group-committed log.
+    Embedded(Arc<EmbeddedState>),
+}
+
+impl StateStore {
+    /// Opens the embedded store in `dir`, replaying what a previous run left.
+    pub fn open_embedded(dir: &Path) -> Result<Self, StateError> {
+        Ok(Self::Embedded(Arc::new(EmbeddedState::open(dir)?)))
+    }
+
+    pub fn window_add(
+        &self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> WindowHit {
+        match self {
+            Self::Embedded(s) => s.window_add(key, delta, now, window_ms, threshold),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        match self {
+            Self::Embedded(s) => s.get(key),
+        }
+    }
+
+    pub fn set(&self, key: &str, value: String, ttl_ms: Option<u64>) {
+        match self {
+            Self::Embedded(s) => s.set(key, value, ttl_ms, false),
+        };
+    }
+
+    pub fn set_if_absent(&self, key: &str, value: String, ttl_ms: Option<u64>) -> bool {
+        match self {
+            Self::Embedded(s) => s.set(key, value, ttl_ms, true),
+        }
+    }
+
+    pub fn delete(&self, key: &str) {
+        match self {
+            Self::Embedded(s) => s.delete(key),
+        }
+    }
+
+    pub fn list_push(&self, key: &str, value: String, max_len: u32, ttl_ms: Option<u64>) -> u32 {
+        match self {
+            Self::Embedded(s) => s.list_push(key, value, max_len, ttl_ms),
+        }
+    }
+
+    pub fn list_take(&self, key: &str) -> Vec<String> {
+        match self {
+            Self::Embedded(s) => s.list_take(key),
+        }
+    }
+
+    /// Waits until every change made so far is durable. Sources that must
+    /// acknowledge only durable work (AMQP) call this before acking.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        match self {
+            Self::Embedded(s) => s.sync().await,
+        }
+    }
+
+    /// Number of live keys, for metrics and the status API.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Embedded(s) => s.len(),
+        }
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Scopes a plugin's key to its rule: `rule` + unit separator + `key`.
+pub fn scoped_key(rule: &str, key: &str) -> String {
+    let mut out = String::with_capacity(rule.len() + 1 + key.len());
+    out.push_str(rule);
+    out.push('\u{1f}');
+    out.push_str(key);
+    out
+}
