@@ -1,1 +1,253 @@
-fn main() {}
+//! Events/s through the aggregation stage: the `threshold` WebAssembly
+//! plugin versus the very same logic (`plugins/threshold/src/logic.rs`)
+//! compiled natively, both against the host's embedded state store, on one
+//! core (a current-thread runtime).
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p tocsin --bench aggregate`
+//! after `cargo xtask plugins`). Prints a table; nothing is asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::tocsin::event::{Event, Severity};
+use ::tocsin::plugin::bindings::{Alert, ErrorEvent};
+use ::tocsin::plugin::instance::{BindingConfig, PluginUse};
+use ::tocsin::plugin::{HostSettings, Instances, Runtime, SandboxLimits};
+use ::tocsin::state::{scoped_key, StateStore};
+
+/// The guest bindings' module path, mapped onto the host's identical types,
+/// so the plugin's logic module compiles natively unchanged.
+mod tocsin {
+    pub mod plugin {
+        pub mod types {
+            pub use ::tocsin::plugin::bindings::{Alert, ErrorEvent, WitSeverity as Severity};
+        }
+        pub mod state {
+            pub use ::tocsin::plugin::bindings::aggregator::tocsin::plugin::state::WindowHit;
+        }
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../../plugins/threshold/src/logic.rs"]
+mod logic;
+
+const KEYS: usize = 100;
+const EVENTS: usize = 200_000;
+const CONFIG: &str = r#"{"threshold": 50, "window": "1h", "samples": 5}"#;
+
+fn events() -> Vec<ErrorEvent> {
+    let source: Arc<str> = Arc::from("bench");
+    (0..EVENTS)
+        .map(|i| {
+            let e = Event {
+                event_id: format!("0193a5c2-7d1e-7000-8000-{i:012}"),
+                source: source.clone(),
+                error_code: "DEVICE_START_FAILED".into(),
+                severity: Severity::High,
+                message: format!(
+                    "container for device d-{i} exited with code 137 during start (OOMKilled)"
+                ),
+                service_name: format!("device-service-{}", i % KEYS),
+                timestamp: 1_700_000_000_000 + i as i64,
+                received_at: 1_700_000_000_000 + i as i64,
+                user_message: None,
+                user_id: Some(format!("user-{}", i % 977)),
+                stack_trace: None,
+                metadata: [
+                    ("deviceId".to_string(), format!("d-{i}")),
+                    ("region".to_string(), "eu-west-1".to_string()),
+                ]
+                .into(),
+            };
+            ErrorEvent::from(&e)
+        })
+        .collect()
+}
+
+/// The host state behind the plugin's `State` trait, as the WIT
+/// capability does it (keys scoped to the rule).
+struct NativeState<'a> {
+    store: &'a StateStore,
+    rule: &'a str,
+}
+
+impl logic::State for NativeState<'_> {
+    fn window_add(
+        &mut self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> tocsin::plugin::state::WindowHit {
+        let h = self.store.window_add(
+            &scoped_key(self.rule, key),
+            delta,
+            now,
+            window_ms,
+            threshold,
+        );
+        tocsin::plugin::state::WindowHit {
+            before: h.before,
+            fires: h.fires,
+            after: h.after,
+            window_start: h.window_start,
+        }
+    }
+    fn set_if_absent(&mut self, key: &str, value: &str, ttl_ms: Option<u64>) -> bool {
+        self.store
+            .set_if_absent(&scoped_key(self.rule, key), value.to_string(), ttl_ms)
+    }
+    fn delete(&mut self, key: &str) {
+        self.store.delete(&scoped_key(self.rule, key))
+    }
+    fn list_push(&mut self, key: &str, value: &str, max_len: u32, ttl_ms: Option<u64>) -> u32 {
+        self.store.list_push(
+            &scoped_key(self.rule, key),
+            value.to_string(),
+            max_len,
+            ttl_ms,
+        )
+    }
+    fn list_take(&mut self, key: &str) -> Vec<String> {
+        self.store.list_take(&scoped_key(self.rule, key))
+    }
+    fn debug(&mut self, _message: &str) {}
+}
+
+fn tempdir(label: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tocsin-bench-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+struct Figure {
+    label: String,
+    per_sec: f64,
+}
+
+async fn run_wasm(
+    events: &[ErrorEvent],
+    batch: usize,
+    rounds: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = std::fs::read(root.join("plugins/dist/threshold.wasm")).map_err(|e| {
+        anyhow::anyhow!("plugins/dist/threshold.wasm: {e} (run `cargo xtask plugins`)")
+    })?;
+    let state = StateStore::open_embedded(&tempdir("wasm-state"))?;
+    let rt = Runtime::new(
+        SandboxLimits {
+            call_timeout: Duration::from_secs(5),
+            ..SandboxLimits::default()
+        },
+        state,
+        HostSettings::default(),
+        Some(tempdir("cache")),
+    )?;
+    let plugin = Arc::new(rt.load_plugin("threshold", &wasm)?);
+    let bindings = vec![BindingConfig {
+        id: "bench".into(),
+        rule: Arc::from("bench"),
+        config_json: CONFIG.into(),
+    }];
+    let u = PluginUse {
+        plugin: &plugin,
+        bindings: &bindings,
+        generation: 1,
+    };
+    let mut instances = Instances::new(rt.clone());
+    let rule: Arc<str> = Arc::from("bench");
+    // Warm up: instantiate, configure, fault in memory.
+    // (under another rule, so its state does not change the counts).
+    instances
+        .aggregate(
+            u,
+            "bench",
+            Arc::from("warm-up"),
+            &events[..batch.min(events.len())],
+        )
+        .await?;
+    let mut best = 0f64;
+    let mut alerts = 0usize;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for chunk in events.chunks(batch) {
+            alerts += instances
+                .aggregate(u, "bench", rule.clone(), chunk)
+                .await?
+                .len();
+        }
+        best = best.max(events.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok((best, alerts))
+}
+
+fn run_native(events: &[ErrorEvent], batch: usize, rounds: usize) -> anyhow::Result<(f64, usize)> {
+    let store = StateStore::open_embedded(&tempdir("native-state"))?;
+    let config = logic::Config::parse(CONFIG).map_err(anyhow::Error::msg)?;
+    let mut state = NativeState {
+        store: &store,
+        rule: "bench",
+    };
+    let mut best = 0f64;
+    let mut alerts = 0usize;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for chunk in events.chunks(batch) {
+            let out: Vec<Alert> =
+                logic::aggregate(&config, chunk, &mut state).map_err(anyhow::Error::msg)?;
+            alerts += out.len();
+        }
+        best = best.max(events.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok((best, alerts))
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let events = events();
+    let bytes: usize = events
+        .iter()
+        .map(|e| {
+            e.message.len() + e.event_id.len() + e.service_name.len() + e.error_code.len() + 60
+        })
+        .sum();
+    println!("aggregation stage, one core: {EVENTS} events over {KEYS} keys (~{} bytes each), threshold 50, best of 5 rounds", bytes / EVENTS);
+    let mut figures = Vec::new();
+    let (native, native_alerts) = run_native(&events, 256, 5)?;
+    figures.push(Figure {
+        label: "native Rust, batch 256".into(),
+        per_sec: native,
+    });
+    for batch in [1usize, 16, 64, 256, 512] {
+        let (wasm, alerts) = rt.block_on(run_wasm(&events, batch, 5))?;
+        if batch == 256 {
+            anyhow::ensure!(
+                alerts == native_alerts,
+                "wasm and native disagree: {alerts} vs {native_alerts} alerts"
+            );
+        }
+        figures.push(Figure {
+            label: format!("wasm plugin, batch {batch}"),
+            per_sec: wasm,
+        });
+    }
+    println!(
+        "{:<28} {:>14} {:>10} {:>12}",
+        "path", "events/s", "ns/event", "vs native"
+    );
+    for f in &figures {
+        println!(
+            "{:<28} {:>14.0} {:>10.0} {:>11.2}x",
+            f.label,
+            f.per_sec,
+            1e9 / f.per_sec,
+            native / f.per_sec
+        );
+    }
+    Ok(())
+}

@@ -67,6 +67,13 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "engine",
+        key: "cache",
+        kind: Kind::Str,
+        default: "<data>/cache",
+        doc: "compiled-plugin cache (shareable; keyed by content hash)",
+    },
+    Key {
+        section: "engine",
         key: "workers",
         kind: Kind::Int,
         default: "2",
@@ -168,6 +175,8 @@ pub struct EngineConfig {
     pub rules: PathBuf,
     pub plugins: PathBuf,
     pub data: PathBuf,
+    /// Compile cache; `None` means `<data>/cache`.
+    pub cache: Option<PathBuf>,
     pub workers: usize,
     pub queue: usize,
 }
@@ -178,6 +187,7 @@ impl Default for EngineConfig {
             rules: "rules".into(),
             plugins: "plugins/dist".into(),
             data: "data".into(),
+            cache: None,
             workers: 2,
             queue: 4096,
         }
@@ -261,7 +271,7 @@ impl Config {
                 })?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
                     path: path.display().to_string(),
-                    reason: e.to_string().trim_end().to_string(),
+                    reason: crate::catalog::rule::one_line_error(&text, &e),
                 })?
             }
             None => toml::Table::new(),

@@ -31,6 +31,7 @@ pub struct Engine {
 /// Builds the runtime and catalog and runs a first load, without starting
 /// workers or the watcher: what `tocsin check` needs.
 pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, ReloadReport)> {
+    crate::api::metrics::install();
     let data = &config.engine.data;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
@@ -42,8 +43,19 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
     let host = HostSettings {
         default_email_to: config.smtp.to.clone(),
     };
-    let runtime = Runtime::new(limits, state, host, Some(data.join("cache")))
-        .context("starting plugin runtime")?;
+    let runtime = Runtime::new(
+        limits,
+        state,
+        host,
+        Some(
+            config
+                .engine
+                .cache
+                .clone()
+                .unwrap_or_else(|| data.join("cache")),
+        ),
+    )
+    .context("starting plugin runtime")?;
     for (what, dir) in [
         ("plugins", &config.engine.plugins),
         ("rules", &config.engine.rules),

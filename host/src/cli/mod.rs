@@ -108,13 +108,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
 async fn check(config: Config) -> anyhow::Result<i32> {
     let (_rt, catalog, _) = crate::engine::load_catalog(&config).await?;
     for p in catalog.plugin_status() {
-        match (&p.world, &p.last_error) {
-            (Some(w), None) => println!(
-                "ok    plugin {:<18} {w:<10} {}",
-                p.name,
-                p.hash.as_deref().map(|h| &h[..12]).unwrap_or("")
-            ),
-            _ => {}
+        if let (Some(w), None) = (&p.world, &p.last_error) {
+            let hash = p.hash.as_deref().map(|h| &h[..12]).unwrap_or("");
+            println!("ok    plugin {:<18} {w:<10} {hash}", p.name);
         }
     }
     for r in catalog.rule_status() {

@@ -128,5 +128,6 @@ impl Worker {
                 .await;
             }
         }
+        metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
     }
 }

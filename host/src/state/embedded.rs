@@ -158,13 +158,9 @@ impl EmbeddedState {
             _ => (0, now),
         };
         let total = count + u64::from(delta);
-        let (fires, after) = if threshold == 0 {
-            (0, total)
-        } else {
-            (
-                u32::try_from(total / threshold).unwrap_or(u32::MAX),
-                total % threshold,
-            )
+        let (fires, after) = match total.checked_div(threshold) {
+            Some(fires) => (u32::try_from(fires).unwrap_or(u32::MAX), total % threshold),
+            None => (0, total),
         };
         if after == 0 {
             if inner.map.remove(key).is_some() {

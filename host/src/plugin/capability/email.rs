@@ -27,7 +27,7 @@ impl Host for HostCtx {
                 ));
             }
             if self.host.default_email_to.is_empty() {
-                return Err("email refused: no recipients given and `[smtp] to` is empty".into());
+                return Err("email refused: no recipients given and no default recipients configured (set `[smtp] to` or TOCSIN_SMTP_TO)".into());
             }
             self.host.default_email_to.clone()
         } else {

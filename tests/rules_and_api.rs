@@ -1,0 +1,172 @@
+//! `tocsin check`, the intake API's validation, status and metrics.
+
+use std::process::Command;
+
+use serde_json::json;
+use tocsin_tests::{binary, plugin_file, root, Setup, TempDir, Tocsin};
+
+#[test]
+fn check_accepts_the_shipped_rules_and_plugins() -> anyhow::Result<()> {
+    let data = TempDir::new("check")?;
+    let out = Command::new(binary()?)
+        .current_dir(root())
+        .args(["check", "--data"])
+        .arg(data.path())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("ok    rule").count(), 11, "{stdout}");
+    assert!(stdout.contains("all good"));
+    Ok(())
+}
+
+#[test]
+fn check_reports_each_broken_file_precisely() -> anyhow::Result<()> {
+    let dir = TempDir::new("check-bad")?;
+    let (rules, plugins) = (dir.path().join("rules"), dir.path().join("plugins"));
+    std::fs::create_dir_all(&rules)?;
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(plugin_file("threshold")?, plugins.join("threshold.wasm"))?;
+    std::fs::write(plugins.join("broken.wasm"), b"not wasm at all")?;
+    std::fs::write(
+        rules.join("syntax.toml"),
+        "[match]\ncodes = [\"A\"\n[aggregate]\nplugin = \"threshold\"\n",
+    )?;
+    std::fs::write(
+        rules.join("unknown-key.toml"),
+        "[aggregate]\nplugin = \"threshold\"\nthreshhold = 3\n",
+    )?;
+    std::fs::write(
+        rules.join("bad-config.toml"),
+        "[aggregate]\nplugin = \"threshold\"\nconfig = { threshold = 3 }\n",
+    )?;
+    std::fs::write(
+        rules.join("missing-plugin.toml"),
+        "[aggregate]\nplugin = \"counter\"\n",
+    )?;
+    std::fs::write(
+        rules.join("fine.toml"),
+        "[aggregate]\nplugin = \"threshold\"\nconfig = { threshold = 3, window = \"1m\" }\n",
+    )?;
+    let out = Command::new(binary()?)
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = |needle: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(
+        line("broken.wasm").contains("not a WebAssembly component"),
+        "{stderr}"
+    );
+    assert!(line("syntax.toml").contains("line"), "{stderr}");
+    assert!(line("unknown-key.toml").contains("threshhold"), "{stderr}");
+    assert!(line("bad-config.toml").contains("window"), "{stderr}");
+    assert!(
+        line("missing-plugin.toml").contains("no plugin `counter`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fine.toml"), "{stderr}");
+    assert!(stderr.contains("5 error(s)"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_events_get_per_field_errors_and_nothing_is_accepted() -> anyhow::Result<()> {
+    let t = Tocsin::start(Setup::default()).await?;
+    let body = json!([
+        {"errorCode": "DATABASE_CONNECTION_FAILED", "severity": "critical", "message": "ok", "serviceName": "db"},
+        {"errorCode": "X", "severity": "urgent", "message": "m"},
+    ]);
+    let (status, answer) = t.post_events(&body).await?;
+    assert_eq!(status, 400);
+    assert_eq!(answer["accepted"], 0);
+    let errors = answer["errors"].as_array().cloned().unwrap_or_default();
+    let fields: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["item"].as_u64().unwrap_or(99),
+                e["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        vec![(1, "serviceName"), (1, "severity")],
+        "{answer}"
+    );
+
+    let (status, _) = t.post_events(&json!("just a string")).await?;
+    assert_eq!(status, 400);
+    let r = t
+        .http
+        .post(t.url("/v1/events"))
+        .body("{broken")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await?.contains("not valid JSON"));
+
+    // The valid first item of the rejected batch was not processed.
+    let (status, answer) = t
+        .post_events(
+            &json!({"errorCode": "A", "severity": "low", "message": "m", "serviceName": "s"}),
+        )
+        .await?;
+    assert_eq!((status, answer["accepted"].as_u64()), (202, Some(1)));
+    t.wait_processed(1.0).await?;
+    assert_eq!(
+        t.metric("tocsin_events_received_total", &[("source", "http")])
+            .await?,
+        1.0
+    );
+    assert_eq!(
+        t.metric("tocsin_events_rejected_total", &[("source", "http")])
+            .await?,
+        3.0
+    );
+    assert_eq!(
+        t.metric(
+            "tocsin_events_matched_total",
+            &[("rule", "database-connection-failed")]
+        )
+        .await?,
+        0.0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_endpoints_describe_what_is_loaded() -> anyhow::Result<()> {
+    let t = Tocsin::start(Setup::default()).await?;
+    let plugins = t.get_json("/v1/plugins").await?;
+    let list = plugins["plugins"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 6);
+    let threshold = t.plugin_status("threshold").await?;
+    assert_eq!(threshold["world"], "aggregator");
+    assert_eq!(threshold["hash"].as_str().map(str::len), Some(64));
+    assert!(threshold["loaded_at"].as_i64().is_some());
+    assert!(threshold["last_error"].is_null());
+    let rule = t.rule_status("database-connection-failed").await?;
+    assert_eq!(rule["active"], true);
+    assert_eq!(rule["aggregate"], "threshold");
+    assert_eq!(rule["channels"], json!(["websocket", "email"]));
+    let metrics = t.http.get(t.url("/metrics")).send().await?.text().await?;
+    assert!(metrics.contains("tocsin_rules_active 11"), "{metrics}");
+    Ok(())
+}

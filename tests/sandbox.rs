@@ -1,0 +1,104 @@
+//! Plugins are untrusted: a plugin that loops forever, one that allocates
+//! without bound and one that panics are stopped at their deadline, cap or
+//! trap, counted, and never take the host or other rules down.
+
+use std::time::Duration;
+
+use tocsin_tests::{wait_for, Setup, Tocsin};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn rule(code: &str, plugin: &str) -> String {
+    format!(
+        r#"
+[match]
+codes = ["{code}"]
+[aggregate]
+plugin = "{plugin}"
+[[channels]]
+plugin = "websocket"
+grants = {{ websocket = true }}
+"#
+    )
+}
+
+async fn engine() -> anyhow::Result<Tocsin> {
+    let setup = Setup {
+        plugins: vec!["threshold", "websocket", "spin", "hog", "panic"],
+        default_rules: false,
+        rules: vec![
+            ("spin.toml".into(), rule("SPIN", "spin")),
+            ("hog.toml".into(), rule("HOG", "hog")),
+            ("panic.toml".into(), rule("PANIC", "panic")),
+            (
+                "healthy.toml".into(),
+                rule("HEALTHY", "threshold").replace(
+                    "plugin = \"threshold\"",
+                    "plugin = \"threshold\"\nconfig = { threshold = 1, window = \"1h\" }",
+                ),
+            ),
+        ],
+        env: vec![
+            ("TOCSIN_ENGINE_WORKERS".into(), "2".into()),
+            ("TOCSIN_SANDBOX_CALL_TIMEOUT_MS".into(), "300".into()),
+            ("TOCSIN_SANDBOX_MEMORY_MB".into(), "32".into()),
+        ],
+    };
+    Tocsin::start(setup).await
+}
+
+async fn errors(t: &Tocsin, plugin: &str, kind: &str) -> anyhow::Result<f64> {
+    t.metric(
+        "tocsin_plugin_errors_total",
+        &[("plugin", plugin), ("kind", kind)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result<()> {
+    let t = engine().await?;
+    let mut ws = t.ws("?rule=healthy").await?;
+
+    // Each bad call is stopped; meanwhile the healthy rule serves.
+    t.send("SPIN", "s", 1, "spin forever").await?;
+    t.send("HOG", "s", 1, "hog memory").await?;
+    t.send("PANIC", "s", 1, "panic now").await?;
+    t.send("HEALTHY", "s", 1, "still here").await?;
+    let n = ws.next(WAIT).await?;
+    assert_eq!(n["rule"], "healthy");
+
+    wait_for("spin stopped at its deadline", WAIT, || async {
+        Ok(errors(&t, "spin", "deadline").await? >= 1.0)
+    })
+    .await?;
+    wait_for("hog stopped at its memory cap", WAIT, || async {
+        Ok(errors(&t, "hog", "memory").await? >= 1.0)
+    })
+    .await?;
+    wait_for("panic trapped", WAIT, || async {
+        Ok(errors(&t, "panic", "trap").await? >= 1.0)
+    })
+    .await?;
+    assert_eq!(
+        t.metric("tocsin_events_failed_total", &[("rule", "spin")])
+            .await?,
+        1.0
+    );
+
+    // The host is alive, and the trapped plugins work again on fresh
+    // instances for well-behaved input.
+    let mut all = t.ws("").await?;
+    for code in ["SPIN", "HOG", "PANIC"] {
+        t.send(code, "s", 1, "behave").await?;
+        let n = all.next(WAIT).await?;
+        assert_eq!(
+            n["rule"],
+            code.to_ascii_lowercase(),
+            "{code} serves again after its trap: {n}"
+        );
+    }
+    let health = t.get_json("/healthz").await?;
+    assert_eq!(health["status"], "ok");
+    Ok(())
+}
