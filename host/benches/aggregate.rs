@@ -59,6 +59,7 @@ fn events() -> Vec<ErrorEvent> {
                     ("region".to_string(), "eu-west-1".to_string()),
                 ]
                 .into(),
+                dedup: false,
             };
             ErrorEvent::from(&e)
         })
@@ -133,7 +134,11 @@ async fn run_wasm(
     rounds: usize,
 ) -> anyhow::Result<(f64, usize)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = std::fs::read(root.join("plugins/dist/threshold.wasm")).map_err(|e| {
+    // `TOCSIN_BENCH_PLUGIN` points at another build (e.g. unstripped, to profile).
+    let path = std::env::var_os("TOCSIN_BENCH_PLUGIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("plugins/dist/threshold.wasm"));
+    let wasm = std::fs::read(&path).map_err(|e| {
         anyhow::anyhow!("plugins/dist/threshold.wasm: {e} (run `cargo xtask plugins`)")
     })?;
     let state = StateStore::open_embedded(&tempdir("wasm-state"))?;
@@ -217,6 +222,12 @@ fn main() -> anyhow::Result<()> {
         })
         .sum();
     println!("aggregation stage, one core: {EVENTS} events over {KEYS} keys (~{} bytes each), threshold 50, best of 5 rounds", bytes / EVENTS);
+    // `TOCSIN_BENCH_ONLY=wasm` runs just the batch-256 WASM path (for profiling).
+    if std::env::var("TOCSIN_BENCH_ONLY").as_deref() == Ok("wasm") {
+        let (wasm, _) = rt.block_on(run_wasm(&events, 256, 20))?;
+        println!("wasm plugin, batch 256: {wasm:.0} events/s");
+        return Ok(());
+    }
     let mut figures = Vec::new();
     let (native, native_alerts) = run_native(&events, 256, 5)?;
     figures.push(Figure {

@@ -45,6 +45,41 @@ pub const KEYS: &[Key] = &[
         doc: "largest accepted request body",
     },
     Key {
+        section: "ingest",
+        key: "token",
+        kind: Kind::Str,
+        default: "",
+        doc: "bearer token required on POST /v1/events; empty: none",
+    },
+    Key {
+        section: "ingest",
+        key: "alertmanager_token",
+        kind: Kind::Str,
+        default: "",
+        doc: "bearer token required on the Alertmanager endpoints; empty: none",
+    },
+    Key {
+        section: "ingest",
+        key: "sentry_keys",
+        kind: Kind::List,
+        default: "",
+        doc: "accepted Sentry DSN public keys; empty: any key",
+    },
+    Key {
+        section: "ingest",
+        key: "sentry_exception_code",
+        kind: Kind::Str,
+        default: "type",
+        doc: "errorCode of Sentry exceptions: `type` (ZeroDivisionError → ZERO_DIVISION_ERROR), `raw-type`, or a fixed code",
+    },
+    Key {
+        section: "ingest",
+        key: "sentry_message_code",
+        kind: Kind::Str,
+        default: "MESSAGE",
+        doc: "errorCode of Sentry capture_message events",
+    },
+    Key {
         section: "engine",
         key: "rules",
         kind: Kind::Str,
@@ -81,6 +116,13 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "engine",
+        key: "dedup_ttl_secs",
+        kind: Kind::Int,
+        default: "3600",
+        doc: "how long a rule remembers event ids it counted (redelivery dedup)",
+    },
+    Key {
+        section: "engine",
         key: "queue",
         kind: Kind::Int,
         default: "4096",
@@ -99,6 +141,90 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Int,
         default: "64",
         doc: "linear-memory cap of one plugin instance",
+    },
+    Key {
+        section: "amqp",
+        key: "url",
+        kind: Kind::Str,
+        default: "",
+        doc: "RabbitMQ URL (amqp://user:pass@host:5672/%2f); set it to turn the source on",
+    },
+    Key {
+        section: "amqp",
+        key: "exchange",
+        kind: Kind::Str,
+        default: "tocsin.events",
+        doc: "topic exchange events are published to (the seed's: cloudphone.events)",
+    },
+    Key {
+        section: "amqp",
+        key: "binding",
+        kind: Kind::List,
+        default: "system.error.#",
+        doc: "routing-key patterns bound to the queue (comma-separated)",
+    },
+    Key {
+        section: "amqp",
+        key: "queue",
+        kind: Kind::Str,
+        default: "tocsin.events",
+        doc: "durable queue tocsin consumes (+ .retry and .dead)",
+    },
+    Key {
+        section: "amqp",
+        key: "prefetch",
+        kind: Kind::Int,
+        default: "512",
+        doc: "unacknowledged messages in flight",
+    },
+    Key {
+        section: "amqp",
+        key: "max_retries",
+        kind: Kind::Int,
+        default: "3",
+        doc: "redeliveries of a message a plugin failed on, before dead-lettering",
+    },
+    Key {
+        section: "amqp",
+        key: "retry_delay_ms",
+        kind: Kind::Int,
+        default: "1000",
+        doc: "delay before such a redelivery",
+    },
+    Key {
+        section: "delivery",
+        key: "attempts",
+        kind: Kind::Int,
+        default: "3",
+        doc: "attempts per email/webhook delivery (rules may override per channel)",
+    },
+    Key {
+        section: "delivery",
+        key: "base_ms",
+        kind: Kind::Int,
+        default: "1000",
+        doc: "first retry delay; doubles each attempt, ±25 % jitter",
+    },
+    Key {
+        section: "delivery",
+        key: "cap_ms",
+        kind: Kind::Int,
+        default: "30000",
+        doc: "longest retry delay",
+    },
+    Key {
+        section: "delivery",
+        key: "concurrency",
+        kind: Kind::Int,
+        default: "64",
+        doc: "deliveries attempted at once",
+    },
+    Key {
+        section: "delivery",
+        key: "retention_hours",
+        kind: Kind::Int,
+        default: "168",
+        doc: "how long notification history and finished deliveries are kept",
     },
     Key {
         section: "smtp",
@@ -168,6 +294,50 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[ingest]`: who may post events, and how Sentry events are coded. The
+/// body size limit is `[http] max_body_bytes`, applied after decompression
+/// too.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Bearer token for `POST /v1/events`; empty accepts anyone.
+    pub token: String,
+    /// Bearer token for `/api/v2/*` and `/v1/ingest/alertmanager`.
+    pub alertmanager_token: String,
+    /// Accepted Sentry DSN public keys; empty accepts any key.
+    pub sentry_keys: Vec<String>,
+    /// `type`, `raw-type`, or a fixed errorCode for Sentry exceptions.
+    pub sentry_exception_code: String,
+    /// errorCode of Sentry message events.
+    pub sentry_message_code: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            alertmanager_token: String::new(),
+            sentry_keys: Vec::new(),
+            sentry_exception_code: "type".into(),
+            sentry_message_code: "MESSAGE".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for IngestConfig {
+    /// Never prints the secrets, only whether they are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &str| if s.is_empty() { "unset" } else { "set" };
+        f.debug_struct("IngestConfig")
+            .field("token", &set(&self.token))
+            .field("alertmanager_token", &set(&self.alertmanager_token))
+            .field("sentry_keys", &self.sentry_keys.len())
+            .field("sentry_exception_code", &self.sentry_exception_code)
+            .field("sentry_message_code", &self.sentry_message_code)
+            .finish()
+    }
+}
+
 /// `[engine]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -179,6 +349,7 @@ pub struct EngineConfig {
     pub cache: Option<PathBuf>,
     pub workers: usize,
     pub queue: usize,
+    pub dedup_ttl_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -190,6 +361,7 @@ impl Default for EngineConfig {
             cache: None,
             workers: 2,
             queue: 4096,
+            dedup_ttl_secs: 3600,
         }
     }
 }
@@ -207,6 +379,80 @@ impl Default for SandboxConfig {
         Self {
             call_timeout_ms: 200,
             memory_mb: 64,
+        }
+    }
+}
+
+/// `[amqp]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    pub url: String,
+    pub exchange: String,
+    pub binding: Vec<String>,
+    pub queue: String,
+    pub prefetch: u16,
+    pub max_retries: u32,
+    pub retry_delay_ms: u64,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            exchange: "tocsin.events".into(),
+            binding: vec!["system.error.#".into()],
+            queue: "tocsin.events".into(),
+            prefetch: 512,
+            max_retries: 3,
+            retry_delay_ms: 1000,
+        }
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    /// Never prints the URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &if self.url.is_empty() { "" } else { "<set>" })
+            .field("exchange", &self.exchange)
+            .field("binding", &self.binding)
+            .field("queue", &self.queue)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+/// `[delivery]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub attempts: u32,
+    pub base_ms: u64,
+    pub cap_ms: u64,
+    pub concurrency: usize,
+    pub retention_hours: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_ms: 1000,
+            cap_ms: 30_000,
+            concurrency: 64,
+            retention_hours: 168,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The default retry policy of channels.
+    pub fn retry(&self) -> crate::deliver::RetryPolicy {
+        crate::deliver::RetryPolicy {
+            attempts: self.attempts.max(1),
+            base_ms: self.base_ms,
+            cap_ms: self.cap_ms.max(self.base_ms),
         }
     }
 }
@@ -243,8 +489,11 @@ impl Default for SmtpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub http: HttpConfig,
+    pub ingest: IngestConfig,
     pub engine: EngineConfig,
     pub sandbox: SandboxConfig,
+    pub amqp: AmqpConfig,
+    pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
 }
 

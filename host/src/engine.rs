@@ -10,8 +10,10 @@ use tokio::sync::Mutex;
 
 use crate::catalog::{watcher, Catalog, Generation, ReloadReport};
 use crate::config::Config;
-use crate::deliver::{Deliverer, WsHub};
-use crate::pipeline::{self, PipelineHandle};
+use crate::deliver::breaker::BreakerConfig;
+use crate::deliver::email::SmtpSender;
+use crate::deliver::{Deliverer, Dispatcher, Outbox, WsHub};
+use crate::pipeline::{self, PipelineConfig, PipelineHandle};
 use crate::plugin::{HostSettings, Runtime, SandboxLimits};
 use crate::state::StateStore;
 
@@ -23,6 +25,9 @@ pub struct Engine {
     pub generation: Arc<ArcSwap<Generation>>,
     pub pipeline: PipelineHandle,
     pub hub: WsHub,
+    pub deliverer: Deliverer,
+    /// The RabbitMQ consumer's state, when `[amqp] url` is set.
+    pub amqp: Option<Arc<crate::source::amqp::AmqpStatus>>,
     pub state: StateStore,
     pub runtime: Runtime,
     _watcher: Arc<Option<notify::RecommendedWatcher>>,
@@ -42,6 +47,7 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
     };
     let host = HostSettings {
         default_email_to: config.smtp.to.clone(),
+        email_enabled: !config.smtp.host.trim().is_empty(),
     };
     let runtime = Runtime::new(
         limits,
@@ -91,15 +97,44 @@ impl Engine {
         let watcher =
             watcher::spawn(catalog.clone()).context("watching plugin and rule directories")?;
         let hub = WsHub::new();
-        let deliverer = Deliverer::new(hub.clone());
+        let outbox =
+            Outbox::open(&config.engine.data.join("outbox.db")).context("opening the outbox")?;
+        let smtp = SmtpSender::new(&config.smtp).map_err(anyhow::Error::msg)?;
+        let dispatcher = Dispatcher::start(
+            outbox.clone(),
+            smtp,
+            BreakerConfig::default(),
+            config.delivery.concurrency,
+        );
+        replay_intents(runtime.state(), &outbox).await?;
+        dispatcher
+            .resume()
+            .await
+            .context("resuming pending deliveries")?;
+        spawn_cleanup(outbox.clone(), config.delivery.retention_hours);
+        let deliverer = Deliverer::new(hub.clone(), outbox, dispatcher);
+        let deliverer_handle = deliverer.clone();
         let pipeline = pipeline::start(
-            config.engine.workers,
-            config.engine.queue,
+            PipelineConfig {
+                workers: config.engine.workers,
+                queue: config.engine.queue,
+                dedup_ttl_ms: config.engine.dedup_ttl_secs.saturating_mul(1000),
+            },
             generation.clone(),
             runtime.clone(),
             deliverer,
         );
+        let amqp = if config.amqp.url.trim().is_empty() {
+            None
+        } else {
+            Some(crate::source::amqp::spawn(
+                config.amqp.clone(),
+                pipeline.clone(),
+            ))
+        };
         Ok(Self {
+            amqp,
+            deliverer: deliverer_handle,
             config: Arc::new(config),
             catalog,
             generation,
@@ -124,4 +159,47 @@ impl Engine {
             .await
             .context("HTTP server")
     }
+}
+
+/// Hourly: forget notification history and finished deliveries older than
+/// the retention.
+fn spawn_cleanup(outbox: Outbox, retention_hours: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let keep_ms =
+                i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+            outbox.cleanup(crate::event::now_ms().saturating_sub(keep_ms));
+        }
+    });
+}
+
+/// Records notifications a previous run made durable as intents but may
+/// have crashed before committing to the outbox (see [`crate::pipeline`]).
+async fn replay_intents(state: &StateStore, outbox: &Outbox) -> anyhow::Result<()> {
+    let intents = state.intents();
+    for (key, text) in &intents {
+        let out: crate::deliver::Outgoing = match serde_json::from_str(text) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(key = %key.escape_debug(), error = %e, "unreadable outbox intent dropped");
+                state.delete(key);
+                continue;
+            }
+        };
+        outbox
+            .enqueue(out.notifications, out.deliveries)
+            .await
+            .context("replaying an outbox intent")?;
+        state.delete(key);
+    }
+    if !intents.is_empty() {
+        tracing::info!(
+            intents = intents.len(),
+            "replayed outbox intents left by the previous run"
+        );
+        state.sync().await.context("syncing state")?;
+    }
+    Ok(())
 }

@@ -74,6 +74,11 @@ pub struct Event {
     pub stack_trace: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Whether the pipeline must recognise a second delivery of this event
+    /// (same `event_id`) and not count it again: true when the id came from
+    /// the producer or from an at-least-once source.
+    #[serde(skip)]
+    pub dedup: bool,
 }
 
 /// One reason an input item was refused: which item, which field, why.
@@ -226,6 +231,7 @@ pub fn parse_event(
             if errors.is_empty() =>
         {
             Ok(Event {
+                dedup: event_id.is_some(),
                 event_id: event_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
                 source: source.clone(),
                 error_code,

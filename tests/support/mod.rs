@@ -14,6 +14,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod peers;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -116,7 +118,8 @@ pub struct Tocsin {
     _tmp: TempDir,
 }
 
-fn free_port() -> Result<u16> {
+/// A TCP port free at the time of asking.
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -221,6 +224,15 @@ impl Tocsin {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
         }
         Ok(())
     }

@@ -1,10 +1,13 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
 //! - `plugins` — build every plugin (and test plugin) as a component.
+//! - `clients` — install the real clients the ingest tests drive.
 //! - `run [ARGS]` — build the plugins, then `tocsin run ARGS` on embedded defaults.
-//! - `test` — start/check RabbitMQ and Redis, build the plugins, run every test.
+//! - `test` — start/check RabbitMQ and Redis, install the real ingest clients
+//!   (amtool, Alertmanager, sentry-sdk), build the plugins, run every test.
 //! - `bench` — build the plugins, run the benchmarks (release).
 
+mod clients;
 mod plugins;
 mod services;
 
@@ -39,6 +42,7 @@ fn main() -> Result<()> {
     let root = root();
     match task.as_str() {
         "plugins" => plugins::build_plugins(&root),
+        "clients" => clients::ensure(),
         "run" => {
             plugins::build_plugins(&root)?;
             let mut c = cargo();
@@ -48,6 +52,7 @@ fn main() -> Result<()> {
         }
         "test" => {
             services::ensure()?;
+            clients::ensure()?;
             plugins::build_plugins(&root)?;
             let mut c = cargo();
             c.args(["test", "--workspace", "--no-fail-fast"])
@@ -74,7 +79,9 @@ fn main() -> Result<()> {
             status(c, "benchmarks")
         }
         _ => {
-            eprintln!("usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | bench [ARGS]>");
+            eprintln!(
+                "usage: cargo xtask <plugins | clients | run [ARGS] | test [ARGS] | bench [ARGS]>"
+            );
             std::process::exit(2);
         }
     }

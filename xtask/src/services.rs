@@ -46,8 +46,44 @@ fn reachable(addr: &str) -> bool {
         .is_some()
 }
 
-/// Makes sure every service answers on its port, starting it if needed.
+/// The SMTP server the delivery tests run: Debian's python3-aiosmtpd.
+fn ensure_smtp_sink() -> Result<()> {
+    let importable = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if importable("/usr/bin/python3") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing python3-aiosmtpd (the tests' SMTP server)");
+    let mut ok = Command::new("apt-get")
+        .args(["install", "-y", "python3-aiosmtpd"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        let _ = Command::new("apt-get").arg("update").status();
+        ok = Command::new("apt-get")
+            .args(["install", "-y", "python3-aiosmtpd"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    }
+    if !ok || !importable("/usr/bin/python3") {
+        bail!(
+            "python3-aiosmtpd could not be installed; the delivery tests need a real SMTP server"
+        );
+    }
+    Ok(())
+}
+
+/// Makes sure every service answers on its port, starting it if needed,
+/// and that the SMTP server the tests start is installed.
 pub fn ensure() -> Result<()> {
+    ensure_smtp_sink()?;
     for s in SERVICES {
         if reachable(s.addr) {
             eprintln!("xtask: {} is up on {}", s.name, s.addr);

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -13,8 +13,20 @@ use crate::engine::Engine;
 use crate::event::{now_ms, parse_batch};
 
 /// Validates the whole batch, then queues it: `202 {"accepted": n}`, or
-/// `400` listing every bad item and field with nothing accepted.
-pub async fn post_events(State(engine): State<Engine>, body: Bytes) -> Response {
+/// `400` listing every bad item and field with nothing accepted. With
+/// `[ingest] token` set, requires `Authorization: Bearer <token>` (`401`).
+/// Bodies may be compressed; too large ones get `413`.
+pub async fn post_events(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) =
+        crate::source::auth::require_bearer(&headers, &engine.config.ingest.token, "http")
+    {
+        return r.into_response();
+    }
+    let limit = engine.config.http.max_body_bytes;
+    let body = match crate::source::body::read(&headers, body, limit, "http").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let source: Arc<str> = Arc::from("http");
     match parse_batch(&body, &source, now_ms()) {
         Ok(events) => {

@@ -25,3 +25,28 @@ pub async fn healthz(State(engine): State<Engine>) -> Json<Value> {
         json!({ "status": "ok", "generation": g.id, "rules": g.rules.len(), "plugins": g.plugins.len() }),
     )
 }
+
+/// Readiness: rules loaded and, when configured, RabbitMQ consumed from.
+/// 503 with the reason otherwise.
+pub async fn readyz(State(engine): State<Engine>) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let g = engine.generation.load();
+    let mut reasons = Vec::new();
+    if g.id == 0 {
+        reasons.push("no rules or plugins loaded yet".to_string());
+    }
+    let amqp = engine.amqp.as_ref().map(|a| {
+        if !a.connected() {
+            reasons.push("RabbitMQ is not connected".to_string());
+        }
+        a.json()
+    });
+    let body = json!({ "ready": reasons.is_empty(), "reasons": reasons, "amqp": amqp, "generation": g.id });
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

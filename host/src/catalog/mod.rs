@@ -40,6 +40,7 @@ pub struct ChannelBinding {
     pub name: Arc<str>,
     pub target: RuleBinding,
     pub grants: Arc<Grants>,
+    pub retry: crate::deliver::RetryPolicy,
 }
 
 /// A validated rule, as the pipeline runs it.
@@ -160,6 +161,7 @@ pub struct Catalog {
     rules: BTreeMap<PathBuf, RuleEntry>,
     current: Arc<ArcSwap<Generation>>,
     next_id: u64,
+    default_retry: crate::deliver::RetryPolicy,
 }
 
 fn list(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
@@ -189,7 +191,14 @@ impl Catalog {
             rules: BTreeMap::new(),
             current: Arc::new(ArcSwap::from_pointee(Generation::empty())),
             next_id: 1,
+            default_retry: crate::deliver::RetryPolicy::default(),
         }
+    }
+
+    /// Sets the retry policy of channels whose rule sets none (`[delivery]`).
+    pub fn with_default_retry(mut self, policy: crate::deliver::RetryPolicy) -> Self {
+        self.default_retry = policy;
+        self
     }
 
     /// The shared pointer the pipeline reads the current generation from.
@@ -545,10 +554,15 @@ impl Catalog {
                 format!("{name}/{cname}"),
                 &c.config,
             )?;
+            let retry = c
+                .retry
+                .resolve(self.default_retry)
+                .map_err(|e| format!("channels[{i}].{e}"))?;
             channels.push(ChannelBinding {
                 name: Arc::from(cname.as_str()),
                 target,
                 grants: Arc::new(c.grants.clone()),
+                retry,
             });
             channel_names.push(cname);
         }

@@ -90,6 +90,44 @@ pub struct ChannelSpec {
     pub config: toml::Table,
     #[serde(default)]
     pub grants: Grants,
+    /// Retry policy of this channel's deliveries; unset keys take `[delivery]`'s.
+    #[serde(default)]
+    pub retry: RetrySpec,
+}
+
+/// `retry = { attempts = 5, base = "1s", cap = "30s" }` on a channel.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    pub attempts: Option<u32>,
+    pub base: Option<String>,
+    pub cap: Option<String>,
+}
+
+impl RetrySpec {
+    /// Resolves against `default`; errors name the key.
+    pub fn resolve(
+        &self,
+        default: crate::deliver::RetryPolicy,
+    ) -> Result<crate::deliver::RetryPolicy, String> {
+        let ms = |key: &str, v: &Option<String>, d: u64| -> Result<u64, String> {
+            match v {
+                None => Ok(d),
+                Some(text) => humantime::parse_duration(text)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| format!("retry.{key}: {text:?}: {e} (use e.g. 500ms, 1s, 30s)")),
+            }
+        };
+        let attempts = self.attempts.unwrap_or(default.attempts);
+        if attempts == 0 {
+            return Err("retry.attempts: must be at least 1".into());
+        }
+        Ok(crate::deliver::RetryPolicy {
+            attempts,
+            base_ms: ms("base", &self.base, default.base_ms)?,
+            cap_ms: ms("cap", &self.cap, default.cap_ms)?,
+        })
+    }
 }
 
 /// Compiled form of [`MatchSpec`].
@@ -202,6 +240,7 @@ mod tests {
             user_id: None,
             stack_trace: None,
             metadata: [("region".to_string(), "eu-west".to_string())].into(),
+            dedup: false,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `tocsin` command: `run`, `check`, `send`.
 
+mod dlq;
 mod send;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub enum Command {
     Check(Paths),
     /// Post test events to a running engine.
     Send(send::SendArgs),
+    /// Inspect and replay dead-lettered deliveries of a running engine.
+    Dlq(dlq::DlqArgs),
 }
 
 /// Where things are; each overrides the config file and environment.
@@ -75,6 +78,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(paths) => run(paths.config()?).await.map(|()| 0),
         Command::Check(paths) => check(paths.config()?).await,
         Command::Send(args) => send::run(args).await.map(|()| 0),
+        Command::Dlq(args) => dlq::run(args).await.map(|()| 0),
     }
 }
 

@@ -26,6 +26,9 @@ pub struct SendArgs {
     /// How many events to send (in one batch).
     #[arg(long, short = 'n', default_value_t = 1)]
     pub count: usize,
+    /// Bearer token, when the engine sets `[ingest] token`.
+    #[arg(long, env = "TOCSIN_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Posts the events and prints the engine's answer.
@@ -41,9 +44,11 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         })
         .collect();
     let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .json(&events)
+    let mut request = reqwest::Client::new().post(&url).json(&events);
+    if let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let resp = request
         .send()
         .await
         .with_context(|| format!("posting to {url} (is `tocsin run` up?)"))?;

@@ -1,20 +1,32 @@
 //! The delivery stage: what channel plugins queued, carried out by the host.
 //!
 //! Channel plugins never do I/O; they hand [`Delivery`] values to host
-//! capabilities. This stage performs them: WebSocket frames go to the live
-//! hub, webhooks are POSTed with a timeout. The durable outbox, retries and
-//! circuit breakers arrive with the delivery issue and slot in here.
+//! capabilities. WebSocket frames go straight to the live hub (a live
+//! stream has nothing to retry). Email and webhook deliveries are written to
+//! the durable [`outbox`] first, then attempted by the [`dispatch`]er with
+//! per-delivery [`retry`] and per-target [`breaker`]s, through the
+//! [`email`] and [`webhook`] transports.
 
+pub mod breaker;
+pub mod dispatch;
+pub mod email;
+pub mod outbox;
+pub mod retry;
+pub mod webhook;
 pub mod websocket;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::event::Severity;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{now_ms, Severity};
+pub use dispatch::Dispatcher;
+pub use outbox::{DeliveryRow, NotificationRow, Outbox, OutboxError, Status};
+pub use retry::RetryPolicy;
 pub use websocket::{WsFrame, WsHub};
 
 /// An email a channel plugin asked the host to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailMessage {
     pub to: Vec<String>,
     pub subject: String,
@@ -23,7 +35,7 @@ pub struct EmailMessage {
 }
 
 /// An HTTP request a channel plugin asked the host to make.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
     pub method: String,
     pub url: String,
@@ -32,7 +44,8 @@ pub struct HttpRequest {
 }
 
 /// One piece of I/O queued by a channel plugin call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Delivery {
     WebSocket { body: String },
     Email(EmailMessage),
@@ -50,31 +63,48 @@ impl Delivery {
     }
 }
 
-/// What a delivery is about, for WebSocket filters and logs.
+/// What a delivery is about, for WebSocket filters, the outbox and logs.
 #[derive(Clone, Debug)]
 pub struct AlertContext {
+    pub notification_id: Arc<str>,
     pub rule: Arc<str>,
     pub channel: Arc<str>,
     pub severity: Severity,
     pub service: String,
+    pub retry: RetryPolicy,
 }
 
-/// Carries out deliveries.
+/// Notifications and deliveries produced by one pipeline batch, committed
+/// to the outbox together.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub notifications: Vec<NotificationRow>,
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+impl Outgoing {
+    /// True when the batch produced nothing to record.
+    pub fn is_empty(&self) -> bool {
+        self.notifications.is_empty() && self.deliveries.is_empty()
+    }
+}
+
+/// The delivery stage's entry point. Cheap to clone.
 #[derive(Clone)]
 pub struct Deliverer {
     hub: WsHub,
-    http: reqwest::Client,
+    outbox: Outbox,
+    dispatcher: Dispatcher,
 }
 
 impl Deliverer {
-    /// A deliverer pushing WebSocket frames to `hub`.
-    pub fn new(hub: WsHub) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .unwrap_or_default();
-        Self { hub, http }
+    /// A deliverer over the live hub, the outbox and its dispatcher.
+    pub fn new(hub: WsHub, outbox: Outbox, dispatcher: Dispatcher) -> Self {
+        Self {
+            hub,
+            outbox,
+            dispatcher,
+        }
     }
 
     /// The live WebSocket hub.
@@ -82,46 +112,71 @@ impl Deliverer {
         &self.hub
     }
 
-    /// Performs `delivery` for the alert described by `ctx`.
-    pub fn dispatch(&self, ctx: &AlertContext, delivery: Delivery) {
+    /// The outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The dispatcher.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Takes one delivery queued by a channel plugin: WebSocket frames go
+    /// out now; the rest are added to `out` for the outbox.
+    pub fn accept(&self, ctx: &AlertContext, delivery: Delivery, out: &mut Outgoing) {
         let kind = delivery.kind();
         metrics::counter!("tocsin_notifications_total", "rule" => ctx.rule.to_string(), "channel" => ctx.channel.to_string(), "kind" => kind).increment(1);
-        match delivery {
+        let target = match &delivery {
             Delivery::WebSocket { body } => {
                 self.hub.publish(WsFrame {
                     rule: ctx.rule.clone(),
                     severity: ctx.severity,
                     service: ctx.service.clone(),
-                    body: Arc::from(body),
+                    body: Arc::from(body.as_str()),
                 });
+                return;
             }
-            Delivery::Http(req) => {
-                let client = self.http.clone();
-                let rule = ctx.rule.clone();
-                tokio::spawn(async move {
-                    let method = reqwest::Method::from_bytes(req.method.as_bytes())
-                        .unwrap_or(reqwest::Method::POST);
-                    let mut builder = client.request(method, &req.url).body(req.body);
-                    for (k, v) in &req.headers {
-                        builder = builder.header(k, v);
-                    }
-                    match builder.send().await {
-                        Ok(resp) if resp.status().is_success() => {
-                            tracing::debug!(rule = %rule, url = %req.url, status = %resp.status(), "webhook delivered");
-                        }
-                        Ok(resp) => {
-                            tracing::warn!(rule = %rule, url = %req.url, status = %resp.status(), "webhook refused");
-                        }
-                        Err(e) => {
-                            tracing::warn!(rule = %rule, url = %req.url, error = %e, "webhook failed")
-                        }
-                    }
-                });
-            }
-            Delivery::Email(msg) => {
-                // Real SMTP delivery arrives with the delivery outbox.
-                tracing::info!(rule = %ctx.rule, to = ?msg.to, subject = %msg.subject, "email queued (SMTP transport not configured in this build)");
-            }
+            Delivery::Http(req) => webhook::target(&req.url),
+            Delivery::Email(_) => "smtp".to_string(),
+        };
+        let now = now_ms();
+        out.deliveries.push(DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            notification_id: ctx.notification_id.to_string(),
+            rule: ctx.rule.to_string(),
+            channel: ctx.channel.to_string(),
+            kind: kind.to_string(),
+            target,
+            status: Status::Pending,
+            attempts: 0,
+            policy: ctx.retry,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+            payload: delivery,
+        });
+    }
+
+    /// Re-records a batch a previous run made durable as an intent but may
+    /// not have committed (ids make this idempotent). The dispatcher picks
+    /// up whatever is pending when it resumes.
+    pub async fn replay(&self, out: Outgoing) -> Result<(), OutboxError> {
+        self.outbox.enqueue(out.notifications, out.deliveries).await
+    }
+
+    /// Durably records a batch's notifications and deliveries, then hands
+    /// the deliveries to the dispatcher.
+    pub async fn commit(&self, out: Outgoing) -> Result<(), OutboxError> {
+        if out.is_empty() {
+            return Ok(());
         }
+        let deliveries = out.deliveries.clone();
+        self.outbox
+            .enqueue(out.notifications, out.deliveries)
+            .await?;
+        self.dispatcher.submit(deliveries);
+        Ok(())
     }
 }

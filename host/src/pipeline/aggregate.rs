@@ -35,9 +35,9 @@ pub async fn run(
     g: &Generation,
     rule: &ActiveRule,
     events: &[ErrorEvent],
-) -> Vec<Alert> {
+) -> Result<Vec<Alert>, CallError> {
     let Some(u) = g.plugin_use(&rule.aggregate.plugin) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let started = Instant::now();
     let result = instances
@@ -55,12 +55,12 @@ pub async fn run(
                 metrics::counter!("tocsin_alerts_total", "rule" => rule.name.to_string())
                     .increment(alerts.len() as u64);
             }
-            alerts
+            Ok(alerts)
         }
-        Err(_) => {
+        Err(e) => {
             metrics::counter!("tocsin_events_failed_total", "rule" => rule.name.to_string())
                 .increment(events.len() as u64);
-            Vec::new()
+            Err(e)
         }
     }
 }

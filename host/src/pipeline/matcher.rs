@@ -1,24 +1,59 @@
 //! Stage 1: which rules take which events.
+//!
+//! Events whose id must be recognised on redelivery (`Event::dedup`) are
+//! marked per rule in the state store; a rule that already counted an
+//! event skips it (`tocsin_events_duplicate_total`).
 
 use std::sync::Arc;
 
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
 use crate::plugin::bindings::ErrorEvent;
+use crate::state::{seen_key, StateStore};
+
+/// The events one rule takes from a batch.
+pub struct Matched {
+    pub events: Vec<ErrorEvent>,
+    /// Ids this batch marked as counted by the rule (to unmark on failure).
+    pub marked: Vec<String>,
+}
 
 /// Groups `events` by the enabled rules that match them, keeping order.
 /// An event matched by several rules goes to each.
-pub fn match_batch(g: &Generation, events: &[Event]) -> Vec<(Arc<ActiveRule>, Vec<ErrorEvent>)> {
+pub fn match_batch(
+    g: &Generation,
+    events: &[Event],
+    state: &StateStore,
+    dedup_ttl_ms: u64,
+) -> Vec<(Arc<ActiveRule>, Matched)> {
     let mut out = Vec::new();
     for rule in g.rules.iter().filter(|r| r.enabled) {
-        let matched: Vec<ErrorEvent> = events
-            .iter()
-            .filter(|e| rule.matcher.matches(e))
-            .map(ErrorEvent::from)
-            .collect();
-        if !matched.is_empty() {
+        let mut matched = Matched {
+            events: Vec::new(),
+            marked: Vec::new(),
+        };
+        let mut duplicates = 0u64;
+        for e in events.iter().filter(|e| rule.matcher.matches(e)) {
+            if e.dedup {
+                if !state.set_if_absent(
+                    &seen_key(&rule.name, &e.event_id),
+                    String::new(),
+                    Some(dedup_ttl_ms),
+                ) {
+                    duplicates += 1;
+                    continue;
+                }
+                matched.marked.push(e.event_id.clone());
+            }
+            matched.events.push(ErrorEvent::from(e));
+        }
+        if duplicates > 0 {
+            metrics::counter!("tocsin_events_duplicate_total", "rule" => rule.name.to_string())
+                .increment(duplicates);
+        }
+        if !matched.events.is_empty() {
             metrics::counter!("tocsin_events_matched_total", "rule" => rule.name.to_string())
-                .increment(matched.len() as u64);
+                .increment(matched.events.len() as u64);
             out.push((rule.clone(), matched));
         }
     }

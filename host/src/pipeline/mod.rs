@@ -1,35 +1,68 @@
 //! The event pipeline: source → match → aggregate → route → deliver.
 //!
-//! Sources push accepted events into a bounded queue. Workers take them in
-//! batches (one plugin call per rule per batch amortises the cost of
+//! Sources push accepted events into a bounded queue as jobs. Workers take
+//! jobs in batches (one plugin call per rule per batch amortises the cost of
 //! entering WebAssembly), and run each stage, one module each:
-//! [`matcher`] picks the rules, [`aggregate`] turns events into alerts,
-//! [`route`] picks channels, and [`notify`] renders and hands deliveries to
-//! the delivery stage. Each batch runs on the generation current when it
-//! started, so a hot swap never splits a batch between two versions.
+//! [`matcher`] picks the rules (skipping events a rule already counted),
+//! [`aggregate`] turns events into alerts, [`route`] picks channels, and
+//! [`notify`] renders them and hands deliveries to the delivery stage. Each
+//! batch runs on the generation current when it started, so a hot swap
+//! never splits a batch between two versions.
+//!
+//! Durability, in order, for a batch that produced notifications or whose
+//! source needs to know (AMQP acks only durable work):
+//! 1. the batch's notifications and deliveries are stored as an *intent* in
+//!    the state store, after every counter and dedup mark the batch changed;
+//! 2. one state sync makes all of it durable at once — the commit point;
+//! 3. the outbox records the notifications and deliveries (idempotent ids);
+//! 4. the intent is dropped.
+//!
+//! A crash before 2 loses nothing that was acknowledged (the source
+//! redelivers and nothing was counted); after 2, the next start replays the
+//! intent into the outbox, so an alert is never lost and never doubled.
 
 pub mod aggregate;
 pub mod matcher;
 pub mod notify;
 pub mod route;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::catalog::Generation;
-use crate::deliver::Deliverer;
-use crate::event::Event;
+use crate::deliver::{Deliverer, NotificationRow, Outgoing};
+use crate::event::{Event, Severity};
+use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
+use crate::state::StateStore;
 
-/// Largest batch a worker takes at once.
+/// Largest batch a worker takes at once (a larger job runs alone).
 pub const MAX_BATCH: usize = 512;
+
+/// What happened to a tracked job.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// Events a rule could not count (plugin trap or error), by event id,
+    /// with the last error. Redelivering them is safe: rules that did
+    /// count them recognise the event id.
+    pub failed: HashMap<String, String>,
+    /// Whether everything the job caused is durable; the error otherwise.
+    pub durable: Result<(), String>,
+}
+
+/// Events from a source, and who wants to know when they are durable.
+pub struct Job {
+    pub events: Vec<Event>,
+    pub done: Option<oneshot::Sender<JobOutcome>>,
+}
 
 /// Handle to push events into the pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct PipelineHandle {
-    tx: mpsc::Sender<Vec<Event>>,
+    tx: mpsc::Sender<Job>,
 }
 
 /// Why events could not be queued.
@@ -45,44 +78,76 @@ impl PipelineHandle {
         if events.is_empty() {
             return Ok(());
         }
-        self.tx.send(events).await.map_err(|_| SubmitError::Closed)
+        self.tx
+            .send(Job { events, done: None })
+            .await
+            .map_err(|_| SubmitError::Closed)
+    }
+
+    /// Queues `events`; the receiver resolves once everything they caused
+    /// is durable (or failed).
+    pub async fn submit_tracked(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<JobOutcome>, SubmitError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                events,
+                done: Some(done),
+            })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
+        Ok(rx)
     }
 }
 
-/// Starts `workers` pipeline workers; returns the submit handle.
+/// Pipeline settings.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineConfig {
+    pub workers: usize,
+    pub queue: usize,
+    /// How long a rule remembers the event ids it counted.
+    pub dedup_ttl_ms: u64,
+}
+
+/// Starts the pipeline workers; returns the submit handle.
 pub fn start(
-    workers: usize,
-    queue: usize,
+    config: PipelineConfig,
     generation: Arc<ArcSwap<Generation>>,
     rt: Runtime,
     deliverer: Deliverer,
 ) -> PipelineHandle {
-    let (tx, rx) = mpsc::channel::<Vec<Event>>(queue.max(1));
+    let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
-    for n in 0..workers.max(1) {
+    for n in 0..config.workers.max(1) {
         let rx = rx.clone();
         let generation = generation.clone();
-        let mut worker = Worker::new(rt.clone(), deliverer.clone());
+        let mut worker = Worker::new(rt.clone(), deliverer.clone(), config.dedup_ttl_ms);
         tokio::spawn(async move {
             tracing::debug!(worker = n, "pipeline worker started");
-            let mut parts: Vec<Vec<Event>> = Vec::new();
+            let mut jobs: Vec<Job> = Vec::new();
             loop {
                 {
                     let mut rx = rx.lock().await;
-                    if rx.recv_many(&mut parts, 64).await == 0 {
+                    if rx.recv_many(&mut jobs, 64).await == 0 {
                         return;
                     }
                 }
-                let mut batch: Vec<Event> = Vec::new();
-                for part in parts.drain(..) {
-                    batch.extend(part);
-                    if batch.len() >= MAX_BATCH {
-                        worker.process(&generation.load_full(), &batch).await;
-                        batch.clear();
+                let mut batch: Vec<Job> = Vec::new();
+                let mut size = 0;
+                for job in jobs.drain(..) {
+                    if size > 0 && size + job.events.len() > MAX_BATCH {
+                        worker
+                            .run(&generation.load_full(), std::mem::take(&mut batch))
+                            .await;
+                        size = 0;
                     }
+                    size += job.events.len();
+                    batch.push(job);
                 }
                 if !batch.is_empty() {
-                    worker.process(&generation.load_full(), &batch).await;
+                    worker.run(&generation.load_full(), batch).await;
                 }
             }
         });
@@ -94,40 +159,163 @@ pub fn start(
 pub struct Worker {
     instances: Instances,
     deliverer: Deliverer,
+    state: StateStore,
     generation: u64,
+    dedup_ttl_ms: u64,
+}
+
+/// What one batch did.
+pub struct BatchResult {
+    /// Failed events by id, with the error.
+    pub failed: HashMap<String, String>,
+    /// Durability of what the batch caused.
+    pub durable: Result<(), String>,
 }
 
 impl Worker {
     /// A worker with no instances yet.
-    pub fn new(rt: Runtime, deliverer: Deliverer) -> Self {
+    pub fn new(rt: Runtime, deliverer: Deliverer, dedup_ttl_ms: u64) -> Self {
         Self {
+            state: rt.state().clone(),
             instances: Instances::new(rt),
             deliverer,
             generation: 0,
+            dedup_ttl_ms,
         }
     }
 
-    /// Runs one batch through every stage on generation `g`.
-    pub async fn process(&mut self, g: &Generation, events: &[Event]) {
+    /// Processes `jobs` as one batch and reports to each job's owner.
+    async fn run(&mut self, g: &Generation, jobs: Vec<Job>) {
+        let tracked = jobs.iter().any(|j| j.done.is_some());
+        let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
+        let mut owners = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            owners.push((
+                job.events
+                    .iter()
+                    .map(|e| e.event_id.clone())
+                    .collect::<Vec<_>>(),
+                job.done,
+            ));
+            events.extend(job.events);
+        }
+        let result = self.process(g, &events, tracked).await;
+        if let Err(e) = &result.durable {
+            metrics::counter!("tocsin_outbox_errors_total").increment(1);
+            tracing::error!(error = %e, events = events.len(), "could not make a batch's effects durable");
+        }
+        for (ids, done) in owners {
+            let Some(done) = done else { continue };
+            let failed = ids
+                .iter()
+                .filter_map(|id| result.failed.get(id).map(|e| (id.clone(), e.clone())))
+                .collect();
+            let _ = done.send(JobOutcome {
+                failed,
+                durable: result.durable.clone(),
+            });
+        }
+    }
+
+    /// Runs one batch through every stage on generation `g`. With `sync`,
+    /// or when the batch produced notifications, returns only once its
+    /// effects are durable (see the module documentation).
+    pub async fn process(&mut self, g: &Generation, events: &[Event], sync: bool) -> BatchResult {
         if g.id != self.generation {
             self.instances.retain(|hash| g.has_hash(hash));
             self.generation = g.id;
         }
-        for (rule, matched) in matcher::match_batch(g, events) {
-            let alerts = aggregate::run(&mut self.instances, g, &rule, &matched).await;
+        let mut result = BatchResult {
+            failed: HashMap::new(),
+            durable: Ok(()),
+        };
+        let mut out = Outgoing::default();
+        for (rule, matched) in matcher::match_batch(g, events, &self.state, self.dedup_ttl_ms) {
+            let alerts = match aggregate::run(&mut self.instances, g, &rule, &matched.events).await
+            {
+                Ok(alerts) => alerts,
+                Err(e) => {
+                    // Forget the dedup marks, so a redelivery is counted.
+                    for id in &matched.marked {
+                        self.state.delete(&crate::state::seen_key(&rule.name, id));
+                    }
+                    for ev in &matched.events {
+                        result
+                            .failed
+                            .insert(ev.event_id.clone(), format!("rule `{}`: {e}", rule.name));
+                    }
+                    continue;
+                }
+            };
             for alert in alerts {
+                let notification_id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+                out.notifications
+                    .push(notification_row(&notification_id, &alert));
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
                 notify::run(
                     &mut self.instances,
                     g,
                     &rule,
+                    &notification_id,
                     &alert,
                     &channels,
                     &self.deliverer,
+                    &mut out,
                 )
                 .await;
             }
         }
+        result.durable = make_durable(&self.state, &self.deliverer, out, sync).await;
         metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
+        result
+    }
+}
+
+/// Makes a batch's effects durable in the order the module documentation gives.
+async fn make_durable(
+    state: &StateStore,
+    deliverer: &Deliverer,
+    out: Outgoing,
+    sync: bool,
+) -> Result<(), String> {
+    if out.is_empty() {
+        return if sync {
+            state.sync().await.map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+    }
+    let intent =
+        serde_json::to_string(&out).map_err(|e| format!("encoding the outbox intent: {e}"))?;
+    let key = state.put_intent(intent);
+    state.sync().await.map_err(|e| e.to_string())?;
+    deliverer.commit(out).await.map_err(|e| e.to_string())?;
+    state.delete(&key);
+    Ok(())
+}
+
+/// The history record of an alert.
+fn notification_row(id: &Arc<str>, alert: &Alert) -> NotificationRow {
+    let severity = Severity::from(alert.severity).as_str();
+    let labels: serde_json::Map<String, serde_json::Value> = alert
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let alert_json = serde_json::json!({
+        "rule": alert.rule, "key": alert.key, "count": alert.count, "severity": severity,
+        "title": alert.title, "summary": alert.summary, "samples": alert.samples,
+        "labels": labels, "firstSeen": alert.first_seen, "lastSeen": alert.last_seen,
+    });
+    NotificationRow {
+        id: id.to_string(),
+        rule: alert.rule.clone(),
+        key: alert.key.clone(),
+        severity: severity.to_string(),
+        title: alert.title.clone(),
+        summary: alert.summary.clone(),
+        count: alert.count,
+        created_at: crate::event::now_ms(),
+        alert_json: alert_json.to_string(),
     }
 }

@@ -5,19 +5,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::catalog::{ActiveRule, ChannelBinding, Generation};
-use crate::deliver::{AlertContext, Deliverer};
+use crate::deliver::{AlertContext, Deliverer, Outgoing};
 use crate::event::Severity;
 use crate::plugin::bindings::Alert;
 use crate::plugin::Instances;
 
-/// Runs every channel in `channels` for `alert`.
+/// Runs every channel in `channels` for `alert` (notification
+/// `notification_id`); deliveries to keep go to `out`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     instances: &mut Instances,
     g: &Generation,
     rule: &ActiveRule,
+    notification_id: &Arc<str>,
     alert: &Alert,
     channels: &[ChannelBinding],
     deliverer: &Deliverer,
+    out: &mut Outgoing,
 ) {
     let service = alert
         .labels
@@ -42,13 +46,15 @@ pub async fn run(
         super::aggregate::observe(&channel.target.plugin, "deliver", started, &result);
         if let Ok(deliveries) = result {
             let ctx = AlertContext {
+                notification_id: notification_id.clone(),
+                retry: channel.retry,
                 rule: rule.name.clone(),
                 channel: channel.name.clone(),
                 severity: Severity::from(alert.severity),
                 service: service.clone(),
             };
             for d in deliveries {
-                deliverer.dispatch(&ctx, d);
+                deliverer.accept(&ctx, d, out);
             }
         } else {
             metrics::counter!("tocsin_notifications_failed_total", "rule" => rule.name.to_string(), "channel" => Arc::clone(&channel.name).to_string()).increment(1);

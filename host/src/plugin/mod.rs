@@ -52,6 +52,9 @@ impl Default for SandboxLimits {
 pub struct HostSettings {
     /// `[smtp] to`: recipients of rules that grant `default`.
     pub default_email_to: Vec<String>,
+    /// Whether an SMTP server is configured; without one, email is refused
+    /// at the capability rather than queued to fail later.
+    pub email_enabled: bool,
 }
 
 /// How often the engine's epoch advances; the deadline granularity.
@@ -99,6 +102,11 @@ impl Runtime {
         config.epoch_interruption(true);
         config.concurrency_support(false);
         config.max_wasm_stack(512 * 1024);
+        // `TOCSIN_WASM_PROFILE=perfmap` names plugin functions in `perf`
+        // (writes /tmp/perf-<pid>.map): how plugin authors profile.
+        if std::env::var("TOCSIN_WASM_PROFILE").as_deref() == Ok("perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(256)
             .total_core_instances(1024)

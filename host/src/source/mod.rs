@@ -1,4 +1,122 @@
-//! Event sources. HTTP intake lives in [`crate::api::events`]; every source
-//! validates with [`crate::event::parse_event`] and submits to the
-//! [`crate::pipeline::PipelineHandle`]. The AMQP consumer and the
-//! Alertmanager/Sentry receivers arrive with the ingestion issue.
+//! Event sources. Seed-format HTTP intake lives in [`crate::api::events`];
+//! the receivers speaking other tools' protocols live here, one module each:
+//!
+//! - [`amqp`]: the RabbitMQ consumer (at least once, dedup on redelivery,
+//!   bounded retries, dead letters, reconnects).
+//! - [`alertmanager`]: Alertmanager's v2 API (`POST /api/v2/alerts`,
+//!   `GET /api/v2/status`), so Prometheus and `amtool` can send alerts, and
+//!   Alertmanager's webhook payload (`POST /v1/ingest/alertmanager`).
+//! - [`sentry`]: the Sentry ingestion API (`/api/{project}/envelope/` and
+//!   `/api/{project}/store/`), so Sentry SDKs deliver to a tocsin DSN.
+//! - [`auth`]: bearer tokens and Sentry DSN keys.
+//! - [`body`]: reading bodies: size limit, gzip/deflate/br, decompression
+//!   bombs.
+//!
+//! Every receiver turns its input into [`crate::event::Event`]s validated by
+//! [`crate::event::parse_event`] (so one set of rules decides what a valid
+//! event is) and submits them to the [`crate::pipeline::PipelineHandle`].
+
+pub mod alertmanager;
+pub mod amqp;
+pub mod auth;
+pub mod body;
+pub mod sentry;
+
+use std::sync::OnceLock;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::engine::Engine;
+use crate::event::{Event, FieldError};
+
+static STARTED: OnceLock<time::OffsetDateTime> = OnceLock::new();
+
+/// Records the process start time (reported as Alertmanager's `uptime`).
+/// Called when the API router is built.
+pub fn init() {
+    STARTED.get_or_init(time::OffsetDateTime::now_utc);
+}
+
+/// When [`init`] was first called.
+pub fn started() -> time::OffsetDateTime {
+    *STARTED.get_or_init(time::OffsetDateTime::now_utc)
+}
+
+/// `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// `400` listing every bad item and field; counted as a rejected request.
+pub fn invalid(
+    source: &'static str,
+    what: &str,
+    accepted: usize,
+    errors: &[FieldError],
+) -> Response {
+    metrics::counter!("tocsin_events_rejected_total", "source" => source).increment(1);
+    let summary = if accepted == 0 {
+        format!("invalid {what}; none were accepted")
+    } else {
+        format!("invalid {what}; the {accepted} valid one(s) were accepted")
+    };
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": summary, "accepted": accepted, "errors": errors })),
+    )
+        .into_response()
+}
+
+/// Queues `events` and counts them as received from `source`; on failure
+/// (the engine is shutting down) the `503` to answer.
+pub async fn submit(
+    engine: &Engine,
+    source: &'static str,
+    events: Vec<Event>,
+) -> Result<(), Response> {
+    let n = events.len() as u64;
+    if n == 0 {
+        return Ok(());
+    }
+    match engine.pipeline.submit(events).await {
+        Ok(()) => {
+            metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
+            Ok(())
+        }
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the
+/// cut. Producers we do not control (SDKs) get their long texts shortened
+/// rather than the whole event refused.
+pub fn truncate(mut text: String, max: usize) -> String {
+    const MARK: &str = " …[truncated]";
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max.saturating_sub(MARK.len());
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(MARK);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries_and_limit() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        let long = "é".repeat(100);
+        let t = truncate(long, 51);
+        assert!(t.len() <= 51, "{}", t.len());
+        assert!(t.ends_with("[truncated]"));
+    }
+}

@@ -268,6 +268,24 @@ impl EmbeddedState {
         }
     }
 
+    /// Every live text value whose key starts with `prefix`.
+    pub fn texts_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let now = now_ms();
+        let inner = self.inner.lock();
+        inner
+            .map
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, e)| match e {
+                Entry {
+                    value: Value::Text(v),
+                    expires_at,
+                } if expires_at.is_none_or(|t| t > now) => Some((k.clone(), v.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Waits until all changes made before this call are on disk.
     pub async fn sync(&self) -> Result<(), StateError> {
         let target = self.inner.lock().seq;

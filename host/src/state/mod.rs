@@ -96,6 +96,22 @@ impl StateStore {
         }
     }
 
+    /// Stores `text` under a fresh intent key and returns the key. Intents
+    /// are made durable by the next [`Self::sync`], together with every
+    /// counter change before them; see [`crate::pipeline`].
+    pub fn put_intent(&self, text: String) -> String {
+        let key = format!("{INTENT_PREFIX}{}", uuid::Uuid::now_v7());
+        self.set(&key, text, None);
+        key
+    }
+
+    /// Every intent left by a previous run (key, text).
+    pub fn intents(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Embedded(s) => s.texts_with_prefix(INTENT_PREFIX),
+        }
+    }
+
     /// Waits until every change made so far is durable. Sources that must
     /// acknowledge only durable work (AMQP) call this before acking.
     pub async fn sync(&self) -> Result<(), StateError> {
@@ -115,6 +131,15 @@ impl StateStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Prefix of intent keys; rule names cannot contain `\u{1e}`, so no plugin
+/// key can collide with it.
+const INTENT_PREFIX: &str = "\u{1e}intent\u{1f}";
+
+/// Key marking that `rule` has counted event `event_id`.
+pub fn seen_key(rule: &str, event_id: &str) -> String {
+    format!("\u{1e}seen\u{1f}{rule}\u{1f}{event_id}")
 }
 
 /// Scopes a plugin's key to its rule: `rule` + unit separator + `key`.

@@ -5,8 +5,6 @@
 //! event), plus a few list operations for samples only while a window still
 //! has room for them. That is what makes large batches cheap.
 
-use std::collections::BTreeMap;
-
 use crate::tocsin::plugin::state::WindowHit;
 use crate::tocsin::plugin::types::{Alert, ErrorEvent, Severity};
 use tocsin_plugin_support::{format_duration, Table};
@@ -190,6 +188,31 @@ impl Config {
         key
     }
 
+    /// FxHash of the key's field values (same fields, same hash).
+    pub fn key_hash(&self, event: &ErrorEvent) -> u64 {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h: u64 = 0;
+        for field in &self.key {
+            let bytes = field.value(event).as_bytes();
+            let mut chunks = bytes.chunks_exact(8);
+            for c in &mut chunks {
+                let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+            }
+            for &b in chunks.remainder() {
+                h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+            }
+            // Field separator, so ("ab", "c") and ("a", "bc") differ.
+            h = (h.rotate_left(5) ^ 0xff).wrapping_mul(K);
+        }
+        h
+    }
+
+    /// True when both events have the same key.
+    pub fn same_key(&self, a: &ErrorEvent, b: &ErrorEvent) -> bool {
+        self.key.iter().all(|f| f.value(a) == f.value(b))
+    }
+
     /// The time of `event` on the configured clock.
     pub fn time_of(&self, event: &ErrorEvent) -> i64 {
         match self.clock {
@@ -238,23 +261,43 @@ pub fn aggregate(
 }
 
 /// Events grouped by key, groups in first-seen order, events in batch order.
+///
+/// Hash grouping over the key's field values: no key string is built per
+/// event (only one per group), and no ordered-map string comparisons,
+/// which inside WebAssembly are byte-by-byte and dominated the profile.
 fn group_by_key<'a>(
     config: &Config,
     events: &'a [ErrorEvent],
 ) -> Vec<(String, Vec<&'a ErrorEvent>)> {
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut groups: Vec<(String, Vec<&ErrorEvent>)> = Vec::new();
+    // Open addressing over group indices; sized for the worst case.
+    let slots = (events.len() * 2).next_power_of_two().max(16);
+    let mut table: Vec<u32> = vec![u32::MAX; slots];
+    let mut groups: Vec<(u64, Vec<&ErrorEvent>)> = Vec::new();
     for event in events {
-        let key = config.key_of(event);
-        match index.get(&key) {
-            Some(&i) => groups[i].1.push(event),
-            None => {
-                index.insert(key.clone(), groups.len());
-                groups.push((key, vec![event]));
+        let hash = config.key_hash(event);
+        let mut slot = (hash as usize) & (slots - 1);
+        loop {
+            match table[slot] {
+                u32::MAX => {
+                    table[slot] = groups.len() as u32;
+                    groups.push((hash, vec![event]));
+                    break;
+                }
+                g => {
+                    let (h, members) = &mut groups[g as usize];
+                    if *h == hash && config.same_key(members[0], event) {
+                        members.push(event);
+                        break;
+                    }
+                    slot = (slot + 1) & (slots - 1);
+                }
             }
         }
     }
     groups
+        .into_iter()
+        .map(|(_, members)| (config.key_of(members[0]), members))
+        .collect()
 }
 
 /// The events of one key in one batch.

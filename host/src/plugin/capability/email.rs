@@ -18,6 +18,9 @@ pub fn recipient_granted(grants: &[String], address: &str) -> bool {
 
 impl Host for HostCtx {
     fn send(&mut self, message: Message) -> Result<(), String> {
+        if !self.host.email_enabled {
+            return Err("email is not configured: set `[smtp] host` (TOCSIN_SMTP_HOST)".into());
+        }
         let grants = &self.scope.grants.email;
         let to = if message.to.is_empty() {
             if !grants.iter().any(|g| g == "default") {

@@ -1,0 +1,220 @@
+//! The dispatcher: attempts every pending delivery, each on its own
+//! schedule.
+//!
+//! Deliveries arrive here only after the outbox committed them. Each is
+//! retried independently (a failing webhook never resends an email), waits
+//! while its target's circuit breaker is open (without spending attempts),
+//! and ends delivered or dead (with reason, attempts and last error). On
+//! start, every pending row of the outbox is resumed, so a crash loses
+//! nothing.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore};
+
+use super::breaker::{BreakerConfig, Breakers};
+use super::email::SmtpSender;
+use super::outbox::{DeliveryRow, Outbox, Status};
+use super::retry::Attempt;
+use super::{webhook, Delivery};
+use crate::event::now_ms;
+
+/// Handle to the dispatcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    outbox: Outbox,
+    breakers: Breakers,
+    http: reqwest::Client,
+    smtp: Option<SmtpSender>,
+    /// Due time and id of every scheduled delivery.
+    queue: Mutex<BinaryHeap<Reverse<(i64, String)>>>,
+    /// The rows being worked on, by id.
+    rows: Mutex<HashMap<String, DeliveryRow>>,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    /// Starts the scheduling loop.
+    pub fn start(
+        outbox: Outbox,
+        smtp: Option<SmtpSender>,
+        breakers: BreakerConfig,
+        concurrency: usize,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            outbox,
+            breakers: Breakers::new(breakers),
+            http: webhook::client(),
+            smtp,
+            queue: Mutex::new(BinaryHeap::new()),
+            rows: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        });
+        let d = Self { inner };
+        let looped = d.clone();
+        tokio::spawn(async move { looped.run().await });
+        d
+    }
+
+    /// Resumes every pending delivery of the outbox (after a restart).
+    pub async fn resume(&self) -> Result<usize, super::outbox::OutboxError> {
+        let rows = self.inner.outbox.pending().await?;
+        let n = rows.len();
+        if n > 0 {
+            tracing::info!(pending = n, "resuming deliveries left pending");
+        }
+        self.submit(rows);
+        Ok(n)
+    }
+
+    /// Schedules committed deliveries.
+    pub fn submit(&self, rows: Vec<DeliveryRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        {
+            let mut queue = self.inner.queue.lock();
+            let mut map = self.inner.rows.lock();
+            for r in rows {
+                queue.push(Reverse((r.next_attempt_at, r.id.clone())));
+                map.insert(r.id.clone(), r);
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// The circuit breakers, for the status API.
+    pub fn breakers(&self) -> &Breakers {
+        &self.inner.breakers
+    }
+
+    /// Deliveries scheduled and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.inner.rows.lock().len()
+    }
+
+    /// Whether email can be sent at all.
+    pub fn email_enabled(&self) -> bool {
+        self.inner.smtp.is_some()
+    }
+
+    async fn run(self) {
+        loop {
+            let now = now_ms();
+            let mut due = Vec::new();
+            let next = {
+                let mut queue = self.inner.queue.lock();
+                while let Some(Reverse((at, _))) = queue.peek() {
+                    if *at > now {
+                        break;
+                    }
+                    if let Some(Reverse((_, id))) = queue.pop() {
+                        due.push(id);
+                    }
+                }
+                queue.peek().map(|Reverse((at, _))| *at)
+            };
+            for id in due {
+                let Some(row) = self.inner.rows.lock().get(&id).cloned() else {
+                    continue;
+                };
+                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.attempt(row).await;
+                    drop(permit);
+                });
+            }
+            let wait = next
+                .map(|at| Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64))
+                .unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn schedule(&self, id: &str, at: i64) {
+        self.inner.queue.lock().push(Reverse((at, id.to_string())));
+        self.inner.wake.notify_one();
+    }
+
+    async fn attempt(&self, mut row: DeliveryRow) {
+        if let Err(wait) = self.inner.breakers.allow(&row.target) {
+            metrics::counter!("tocsin_deliveries_deferred_total", "kind" => row.kind.clone())
+                .increment(1);
+            self.schedule(&row.id, now_ms() + wait.as_millis() as i64);
+            return;
+        }
+        let outcome = match &row.payload {
+            Delivery::Http(req) => webhook::send(&self.inner.http, &row.id, req).await,
+            Delivery::Email(msg) => match &self.inner.smtp {
+                Some(smtp) => smtp.send(&row.id, msg).await,
+                None => Attempt::Transient("SMTP is not configured ([smtp] host)".into()),
+            },
+            Delivery::WebSocket { .. } => {
+                Attempt::Permanent("websocket frames are not queued".into())
+            }
+        };
+        self.inner
+            .breakers
+            .record(&row.target, !matches!(outcome, Attempt::Transient(_)));
+        row.attempts += 1;
+        let now = now_ms();
+        let kind = row.kind.clone();
+        match outcome {
+            Attempt::Delivered => {
+                row.status = Status::Delivered;
+                row.delivered_at = Some(now);
+                row.last_error = None;
+                metrics::counter!("tocsin_deliveries_total", "kind" => kind, "result" => "delivered").increment(1);
+                metrics::histogram!("tocsin_delivery_latency_seconds")
+                    .record((now - row.created_at).max(0) as f64 / 1000.0);
+            }
+            Attempt::Permanent(e) => {
+                tracing::warn!(delivery = %row.id, rule = %row.rule, channel = %row.channel, error = %e, "delivery failed permanently; dead-lettered");
+                row.status = Status::Dead;
+                row.last_error = Some(e);
+                metrics::counter!("tocsin_deliveries_total", "kind" => kind, "result" => "dead")
+                    .increment(1);
+            }
+            Attempt::Transient(e) if row.attempts >= row.policy.attempts => {
+                tracing::warn!(delivery = %row.id, rule = %row.rule, channel = %row.channel, attempts = row.attempts, error = %e, "delivery out of attempts; dead-lettered");
+                row.status = Status::Dead;
+                row.last_error = Some(e);
+                metrics::counter!("tocsin_deliveries_total", "kind" => kind, "result" => "dead")
+                    .increment(1);
+            }
+            Attempt::Transient(e) => {
+                let delay = row.policy.delay(row.attempts + 1);
+                tracing::info!(delivery = %row.id, attempt = row.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "delivery failed; will retry");
+                row.next_attempt_at = now + delay.as_millis() as i64;
+                row.last_error = Some(e);
+                metrics::counter!("tocsin_deliveries_total", "kind" => kind, "result" => "retry")
+                    .increment(1);
+            }
+        }
+        self.inner.outbox.update(&row);
+        if row.status == Status::Pending {
+            let at = row.next_attempt_at;
+            let id = row.id.clone();
+            self.inner.rows.lock().insert(id.clone(), row);
+            self.schedule(&id, at);
+        } else {
+            self.inner.rows.lock().remove(&row.id);
+        }
+    }
+}

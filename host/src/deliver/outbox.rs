@@ -1,0 +1,551 @@
+//! The durable outbox: every (notification, channel target) pair is written
+//! here before it is attempted, and every attempt's outcome after.
+//!
+//! Why SQLite (WAL mode): one file in the data directory, crash-safe, and
+//! queryable — notification history, deliveries by status and the dead
+//! letters are plain SQL, which a key-value store would make us hand-index.
+//! Throughput comes from group commit: one writer thread takes every
+//! pending write (enqueues from all pipeline workers, status updates from
+//! the dispatcher) and commits them in one transaction, so an fsync is
+//! shared by hundreds of rows.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::retry::RetryPolicy;
+use super::Delivery;
+
+/// Where a delivery is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        match s {
+            "delivered" => Status::Delivered,
+            "dead" => Status::Dead,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// One notification: an alert as it left the pipeline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NotificationRow {
+    pub id: String,
+    pub rule: String,
+    pub key: String,
+    pub severity: String,
+    pub title: String,
+    pub summary: String,
+    pub count: u64,
+    pub created_at: i64,
+    /// The alert as JSON (what channels rendered).
+    pub alert_json: String,
+}
+
+/// One delivery of a notification to one channel target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    /// Stable id: idempotency key for webhooks, Message-ID for email.
+    pub id: String,
+    pub notification_id: String,
+    pub rule: String,
+    pub channel: String,
+    pub kind: String,
+    /// Circuit-breaker key: `http://host:port` or `smtp`.
+    pub target: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub policy: RetryPolicy,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+    pub payload: Delivery,
+}
+
+enum Op {
+    Enqueue {
+        notifications: Vec<NotificationRow>,
+        deliveries: Vec<DeliveryRow>,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    Update {
+        id: String,
+        status: Status,
+        attempts: u32,
+        next_attempt_at: i64,
+        last_error: Option<String>,
+        delivered_at: Option<i64>,
+    },
+    Cleanup {
+        before: i64,
+    },
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Errors of the outbox store.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("outbox: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("outbox write failed: {0}")]
+    Write(String),
+    #[error("outbox writer stopped")]
+    Closed,
+}
+
+/// Handle to the outbox. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Op>,
+    reader: std::sync::Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    title TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    alert_json TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_rule_time ON notifications(rule, created_at);
+CREATE INDEX IF NOT EXISTS notifications_time ON notifications(created_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    notification_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    base_ms INTEGER NOT NULL,
+    cap_ms INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries(notification_id);
+"#;
+
+fn open(path: &Path) -> Result<Connection, OutboxError> {
+    let conn = Connection::open(path).map_err(|source| OutboxError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox database at `path` and starts its writer.
+    pub fn open(path: &Path) -> Result<Self, OutboxError> {
+        let writer = open(path)?;
+        let reader = open(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("tocsin-outbox".into())
+            .spawn(move || write_loop(writer, rx))
+            .map_err(|e| OutboxError::Write(e.to_string()))?;
+        Ok(Self {
+            tx,
+            reader: std::sync::Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Durably records notifications and their deliveries; returns once
+    /// committed.
+    pub async fn enqueue(
+        &self,
+        notifications: Vec<NotificationRow>,
+        deliveries: Vec<DeliveryRow>,
+    ) -> Result<(), OutboxError> {
+        if notifications.is_empty() && deliveries.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Op::Enqueue {
+                notifications,
+                deliveries,
+                done: Some(done),
+            })
+            .map_err(|_| OutboxError::Closed)?;
+        wait.await
+            .map_err(|_| OutboxError::Closed)?
+            .map_err(OutboxError::Write)
+    }
+
+    /// Records an attempt's outcome (committed with the next group).
+    pub fn update(&self, row: &DeliveryRow) {
+        let _ = self.tx.send(Op::Update {
+            id: row.id.clone(),
+            status: row.status,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at,
+            last_error: row.last_error.clone(),
+            delivered_at: row.delivered_at,
+        });
+    }
+
+    /// Waits until every write sent before this call is committed.
+    pub async fn flush(&self) -> Result<(), OutboxError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Op::Barrier(done))
+            .map_err(|_| OutboxError::Closed)?;
+        wait.await.map_err(|_| OutboxError::Closed)
+    }
+
+    /// Forgets notifications, and finished deliveries, older than `before`.
+    pub fn cleanup(&self, before: i64) {
+        let _ = self.tx.send(Op::Cleanup { before });
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&reader.lock()))
+            .await
+            .map_err(|e| OutboxError::Write(e.to_string()))?
+            .map_err(OutboxError::from)
+    }
+
+    /// Every pending delivery (to resume after a restart).
+    pub async fn pending(&self) -> Result<Vec<DeliveryRow>, OutboxError> {
+        self.read(|c| {
+            query_deliveries(
+                c,
+                "WHERE status = 'pending' ORDER BY next_attempt_at",
+                params![],
+            )
+        })
+        .await
+    }
+
+    /// Deliveries by status: `pending`, `failed` (pending after a failed
+    /// attempt), `dead`, `delivered`, or all.
+    pub async fn deliveries(
+        &self,
+        status: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, OutboxError> {
+        self.read(move |c| match status.as_deref() {
+            Some("failed") => query_deliveries(
+                c,
+                "WHERE status = 'pending' AND attempts > 0 ORDER BY created_at DESC LIMIT ?1",
+                params![limit],
+            ),
+            Some(s) => query_deliveries(
+                c,
+                "WHERE status = ?1 ORDER BY created_at DESC LIMIT ?2",
+                params![s, limit],
+            ),
+            None => query_deliveries(c, "ORDER BY created_at DESC LIMIT ?1", params![limit]),
+        })
+        .await
+    }
+
+    /// One delivery by id.
+    pub async fn delivery(&self, id: String) -> Result<Option<DeliveryRow>, OutboxError> {
+        self.read(move |c| {
+            Ok(query_deliveries(c, "WHERE id = ?1", params![id])?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    /// Notification history, newest first, optionally for one rule and
+    /// since a time.
+    pub async fn notifications(
+        &self,
+        rule: Option<String>,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<(NotificationRow, Vec<DeliveryRow>)>, OutboxError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, rule, key, severity, title, summary, count, alert_json, created_at FROM notifications
+                 WHERE created_at >= ?1 AND (?2 IS NULL OR rule = ?2) ORDER BY created_at DESC LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![since, rule, limit], |r| {
+                    Ok(NotificationRow {
+                        id: r.get(0)?,
+                        rule: r.get(1)?,
+                        key: r.get(2)?,
+                        severity: r.get(3)?,
+                        title: r.get(4)?,
+                        summary: r.get(5)?,
+                        count: r.get::<_, i64>(6)? as u64,
+                        alert_json: r.get(7)?,
+                        created_at: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for n in rows {
+                let d = query_deliveries(c, "WHERE notification_id = ?1 ORDER BY created_at", params![n.id])?;
+                out.push((n, d));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Counts by status, for metrics and the status API.
+    pub async fn counts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM deliveries GROUP BY status")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Dead letters back to pending with fresh attempts (`id` or all);
+    /// returns the revived rows.
+    pub async fn revive(
+        &self,
+        id: Option<String>,
+        now: i64,
+    ) -> Result<Vec<DeliveryRow>, OutboxError> {
+        self.flush().await?;
+        let rows = match id {
+            Some(id) => {
+                self.read(move |c| {
+                    query_deliveries(c, "WHERE id = ?1 AND status = 'dead'", params![id])
+                })
+                .await?
+            }
+            None => {
+                self.read(|c| query_deliveries(c, "WHERE status = 'dead'", params![]))
+                    .await?
+            }
+        };
+        let revived: Vec<DeliveryRow> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.status = Status::Pending;
+                r.attempts = 0;
+                r.next_attempt_at = now;
+                r.last_error = Some(format!(
+                    "replayed; was: {}",
+                    r.last_error.unwrap_or_default()
+                ));
+                r
+            })
+            .collect();
+        for r in &revived {
+            self.update(r);
+        }
+        self.flush().await?;
+        Ok(revived)
+    }
+}
+
+fn query_deliveries(
+    c: &Connection,
+    tail: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<DeliveryRow>, rusqlite::Error> {
+    let sql = format!(
+        "SELECT id, notification_id, rule, channel, kind, target, payload, status, attempts, max_attempts, base_ms, cap_ms,
+                next_attempt_at, last_error, created_at, delivered_at FROM deliveries {tail}"
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(p, |r| {
+        let payload: String = r.get(6)?;
+        let payload: Delivery = serde_json::from_str(&payload).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok(DeliveryRow {
+            id: r.get(0)?,
+            notification_id: r.get(1)?,
+            rule: r.get(2)?,
+            channel: r.get(3)?,
+            kind: r.get(4)?,
+            target: r.get(5)?,
+            payload,
+            status: Status::parse(&r.get::<_, String>(7)?),
+            attempts: r.get(8)?,
+            policy: RetryPolicy {
+                attempts: r.get(9)?,
+                base_ms: r.get::<_, i64>(10)? as u64,
+                cap_ms: r.get::<_, i64>(11)? as u64,
+            },
+            next_attempt_at: r.get(12)?,
+            last_error: r.get(13)?,
+            created_at: r.get(14)?,
+            delivered_at: r.get(15)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Applies every queued write in one transaction per wake-up.
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < 4096 {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = apply(&mut conn, &mut ops);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "outbox commit failed");
+        }
+        for op in ops {
+            match op {
+                Op::Enqueue {
+                    done: Some(done), ..
+                } => {
+                    let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                }
+                Op::Barrier(done) => {
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn apply(conn: &mut Connection, ops: &mut [Op]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut ins_n = tx.prepare_cached(
+            "INSERT OR IGNORE INTO notifications (id, rule, key, severity, title, summary, count, alert_json, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut ins_d = tx.prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (id, notification_id, rule, channel, kind, target, payload, status, attempts,
+                max_attempts, base_ms, cap_ms, next_attempt_at, last_error, created_at, delivered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        let mut upd = tx.prepare_cached(
+            "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5, delivered_at = ?6
+             WHERE id = ?1",
+        )?;
+        for op in ops.iter() {
+            match op {
+                Op::Enqueue {
+                    notifications,
+                    deliveries,
+                    ..
+                } => {
+                    for n in notifications {
+                        ins_n.execute(params![
+                            n.id,
+                            n.rule,
+                            n.key,
+                            n.severity,
+                            n.title,
+                            n.summary,
+                            n.count as i64,
+                            n.alert_json,
+                            n.created_at
+                        ])?;
+                    }
+                    for d in deliveries {
+                        let payload = serde_json::to_string(&d.payload).unwrap_or_default();
+                        ins_d.execute(params![
+                            d.id,
+                            d.notification_id,
+                            d.rule,
+                            d.channel,
+                            d.kind,
+                            d.target,
+                            payload,
+                            d.status.as_str(),
+                            d.attempts,
+                            d.policy.attempts,
+                            d.policy.base_ms as i64,
+                            d.policy.cap_ms as i64,
+                            d.next_attempt_at,
+                            d.last_error,
+                            d.created_at,
+                            d.delivered_at
+                        ])?;
+                    }
+                }
+                Op::Update {
+                    id,
+                    status,
+                    attempts,
+                    next_attempt_at,
+                    last_error,
+                    delivered_at,
+                } => {
+                    upd.execute(params![
+                        id,
+                        status.as_str(),
+                        attempts,
+                        next_attempt_at,
+                        last_error,
+                        delivered_at
+                    ])?;
+                }
+                Op::Cleanup { before } => {
+                    tx.execute(
+                        "DELETE FROM deliveries WHERE status != 'pending' AND created_at < ?1",
+                        params![before],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM notifications WHERE created_at < ?1
+                         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)",
+                        params![before],
+                    )?;
+                }
+                Op::Barrier(_) => {}
+            }
+        }
+    }
+    tx.commit()
+}

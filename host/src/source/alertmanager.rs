@@ -1,0 +1,809 @@
+//! Prometheus and Alertmanager intake.
+//!
+//! - `POST /api/v2/alerts`: Alertmanager's v2 API (`postableAlerts`: an
+//!   array of `{labels, annotations, startsAt, endsAt, generatorURL}`), so
+//!   Prometheus (`alerting.alertmanagers`) and `amtool alert add` can point
+//!   at tocsin. Answers `200` with an empty body, like Alertmanager.
+//! - `GET /api/v2/status`: enough of Alertmanager's status for `amtool`'s
+//!   version check and other clients.
+//! - `POST /v1/ingest/alertmanager`: Alertmanager's webhook payload
+//!   (version 4), for a `webhook_configs` receiver pointing at tocsin.
+//!
+//! Mapping: label `alertname` → errorCode; label `severity` → severity
+//! (`critical`, `high`/`error`, `medium`/`warning`, `low`/`info`/`none`;
+//! otherwise medium); label `service`, else `job`, else `instance` →
+//! serviceName (default `prometheus`); annotation `summary`, else
+//! `description`, else (amtool style) label `summary` / `description`,
+//! else the alertname → message; `description` →
+//! userMessage when the summary was the message; every other label →
+//! metadata, every other annotation → metadata `annotation.<name>`,
+//! `generatorURL` and the label fingerprint → metadata; `startsAt` →
+//! timestamp.
+//!
+//! The event id is derived from the alert's fingerprint (Prometheus's hash
+//! of the label set, or the webhook's `fingerprint`) and `startsAt`, so the
+//! same alert posted twice has the same id. Prometheus re-sends firing
+//! alerts every minute and Alertmanager re-sends a whole group whenever it
+//! changes; a firing alert already seen (within [`FIRING_TTL_MS`]) is
+//! therefore not submitted again, only counted in
+//! `tocsin_ingest_duplicates_total`.
+//!
+//! A resolved alert (`endsAt` in the past, or webhook `status: resolved`)
+//! is not an error: it is counted in `tocsin_resolutions_total{source}` and
+//! published on the live stream as `{"type":"resolved", ...}`.
+//!
+//! Like Alertmanager, the valid alerts of a batch are kept when others are
+//! invalid; the `400` names each invalid item and field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+use super::{auth, body};
+use crate::deliver::WsFrame;
+use crate::engine::Engine;
+use crate::event::{now_ms, parse_event, Event, FieldError, Severity};
+
+const SOURCE: &str = "alertmanager";
+
+/// How long a firing alert's id is remembered: a still-firing alert
+/// re-sent after this is counted again (a daily reminder).
+pub const FIRING_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a resolution's id is remembered (Prometheus re-sends resolved
+/// alerts for 15 minutes).
+const RESOLVED_TTL_MS: i64 = 3600 * 1000;
+/// Remembered ids before expired ones are pruned (and, if still over, all).
+const SEEN_CAP: usize = 200_000;
+
+/// `POST /api/v2/alerts`.
+pub async fn post_alerts(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
+    let value = match read_json(&engine, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(items) = value.as_array() else {
+        return super::invalid(
+            SOURCE,
+            "alerts",
+            0,
+            &[FieldError {
+                item: 0,
+                field: String::new(),
+                reason: "expected a JSON array of alerts (Alertmanager's postableAlerts)".into(),
+            }],
+        );
+    };
+    let received_at = now_ms();
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match read_alert(i, item, received_at, false).and_then(|a| a.classify(i, received_at, &[]))
+        {
+            Ok(p) => parsed.push(p),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    let outcome = match ingest(&engine, parsed).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if !errors.is_empty() {
+        return super::invalid(SOURCE, "alerts", outcome.accepted(), &errors);
+    }
+    // Alertmanager answers an empty 200.
+    StatusCode::OK.into_response()
+}
+
+/// `POST /v1/ingest/alertmanager`: an Alertmanager webhook notification.
+pub async fn post_webhook(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let value = match read_json(&engine, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let top_error = |field: &str, reason: String| {
+        super::invalid(
+            SOURCE,
+            "webhook payload",
+            0,
+            &[FieldError {
+                item: 0,
+                field: field.into(),
+                reason,
+            }],
+        )
+    };
+    let Some(object) = value.as_object() else {
+        return top_error(
+            "",
+            "expected Alertmanager's webhook payload (a JSON object with `alerts`)".into(),
+        );
+    };
+    if let Some(version) = object.get("version").and_then(Value::as_str) {
+        if version != "4" {
+            tracing::warn!(
+                version,
+                "Alertmanager webhook payload version is not 4; reading it as 4"
+            );
+        }
+    }
+    let Some(alerts) = object.get("alerts").and_then(Value::as_array) else {
+        return top_error("alerts", "is required and must be an array".into());
+    };
+    let mut extra = Vec::new();
+    for (key, name) in [
+        ("receiver", "alertmanager.receiver"),
+        ("externalURL", "alertmanager.externalURL"),
+    ] {
+        if let Some(v) = object
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            extra.push((name.to_string(), v.to_string()));
+        }
+    }
+    let received_at = now_ms();
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in alerts.iter().enumerate() {
+        match read_alert(i, item, received_at, true)
+            .and_then(|a| a.classify(i, received_at, &extra))
+        {
+            Ok(p) => parsed.push(p),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    let outcome = match ingest(&engine, parsed).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if !errors.is_empty() {
+        return super::invalid(SOURCE, "alerts", outcome.accepted(), &errors);
+    }
+    Json(json!({
+        "accepted": outcome.events,
+        "resolved": outcome.resolutions,
+        "duplicates": outcome.duplicates,
+    }))
+    .into_response()
+}
+
+/// `GET /api/v2/status`: Alertmanager's `alertmanagerStatus`.
+pub async fn status(State(engine): State<Engine>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth::require_bearer(&headers, &engine.config.ingest.alertmanager_token, SOURCE)
+    {
+        return r.into_response();
+    }
+    let uptime = super::started()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Json(json!({
+        "cluster": { "name": "tocsin", "status": "ready", "peers": [] },
+        "versionInfo": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": "tocsin",
+            "branch": "",
+            "buildUser": "tocsin",
+            "buildDate": "",
+            "goVersion": "none (tocsin, Alertmanager v2 API subset)",
+        },
+        "config": { "original": "" },
+        "uptime": uptime,
+    }))
+    .into_response()
+}
+
+/// Authenticates, reads and parses the body as JSON.
+async fn read_json(engine: &Engine, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
+    auth::require_bearer(headers, &engine.config.ingest.alertmanager_token, SOURCE)
+        .map_err(IntoResponse::into_response)?;
+    let bytes = body::read(headers, body, engine.config.http.max_body_bytes, SOURCE).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        super::invalid(
+            SOURCE,
+            "alerts",
+            0,
+            &[FieldError {
+                item: 0,
+                field: String::new(),
+                reason: format!("body is not valid JSON: {e}"),
+            }],
+        )
+    })
+}
+
+/// One alert as posted.
+#[derive(Debug)]
+struct RawAlert {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    /// `startsAt` in epoch ms; `None` when absent or Go's zero time.
+    starts_at: Option<i64>,
+    /// `endsAt` as given, when set (not zero).
+    ends_at: Option<String>,
+    generator_url: Option<String>,
+    fingerprint: String,
+    resolved: bool,
+}
+
+/// A valid alert: a new error, or the end of one.
+enum Parsed {
+    Firing(Event),
+    Resolved(Resolution),
+}
+
+/// A resolved alert, for the live stream.
+struct Resolution {
+    event_id: String,
+    severity: Severity,
+    service: String,
+    body: Value,
+}
+
+/// Reads the shape of item `i`; `webhook` items carry `status` and
+/// `fingerprint`.
+fn read_alert(
+    i: usize,
+    value: &Value,
+    now: i64,
+    webhook: bool,
+) -> Result<RawAlert, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, reason: String| {
+        errors.push(FieldError {
+            item: i,
+            field: field.into(),
+            reason,
+        })
+    };
+    let Some(object) = value.as_object() else {
+        err("", format!("expected an alert object, got {}", kind(value)));
+        return Err(errors);
+    };
+    let mut string_map = |field: &str, required: bool| -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match object.get(field) {
+            None | Some(Value::Null) if !required => {}
+            None | Some(Value::Null) => err(field, "is required".into()),
+            Some(Value::Object(map)) => {
+                for (k, v) in map {
+                    match v {
+                        Value::String(s) => {
+                            out.insert(k.clone(), s.clone());
+                        }
+                        other => err(
+                            &format!("{field}.{k}"),
+                            format!("must be a string, got {}", kind(other)),
+                        ),
+                    }
+                }
+                if required && map.is_empty() {
+                    err(field, "must not be empty".into());
+                }
+            }
+            Some(other) => err(field, format!("must be an object, got {}", kind(other))),
+        }
+        out
+    };
+    let labels = string_map("labels", true);
+    let annotations = string_map("annotations", false);
+    let mut time_field = |field: &str| -> Option<(i64, String)> {
+        match object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => match parse_time(s) {
+                Ok(ms) if ms < 0 => None, // Go's zero time: unset
+                Ok(ms) => Some((ms, s.clone())),
+                Err(reason) => {
+                    err(field, reason);
+                    None
+                }
+            },
+            Some(other) => {
+                err(
+                    field,
+                    format!("must be an RFC 3339 string, got {}", kind(other)),
+                );
+                None
+            }
+        }
+    };
+    let starts_at = time_field("startsAt").map(|(ms, _)| ms);
+    let ends_at = time_field("endsAt");
+    let generator_url = match object.get("generatorURL") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            err(
+                "generatorURL",
+                format!("must be a string, got {}", kind(other)),
+            );
+            None
+        }
+    };
+    let ends_in_past = ends_at.as_ref().is_some_and(|(ms, _)| *ms <= now);
+    let mut fingerprint = None;
+    let mut resolved = ends_in_past;
+    if webhook {
+        match object.get("status") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s == "firing" => resolved = false,
+            Some(Value::String(s)) if s == "resolved" => resolved = true,
+            Some(other) => err(
+                "status",
+                format!("must be \"firing\" or \"resolved\", got {other}"),
+            ),
+        }
+        match object.get("fingerprint") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if !s.is_empty() => fingerprint = Some(s.clone()),
+            Some(Value::String(_)) => {}
+            Some(other) => err(
+                "fingerprint",
+                format!("must be a string, got {}", kind(other)),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let fingerprint = fingerprint.unwrap_or_else(|| label_fingerprint(&labels));
+    Ok(RawAlert {
+        labels,
+        annotations,
+        starts_at,
+        ends_at: ends_at.map(|(_, s)| s),
+        generator_url,
+        fingerprint,
+        resolved,
+    })
+}
+
+impl RawAlert {
+    /// Maps the alert to an event (validated by [`parse_event`]) and, when
+    /// resolved, to a resolution instead.
+    fn classify(
+        self,
+        item: usize,
+        received_at: i64,
+        extra: &[(String, String)],
+    ) -> Result<Parsed, Vec<FieldError>> {
+        let mut labels = self.labels.clone();
+        let mut annotations = self.annotations.clone();
+        let alertname = labels.remove("alertname");
+        let (severity, unknown_severity) = match labels.remove("severity") {
+            None => (Severity::Medium, None),
+            Some(s) => match map_severity(&s) {
+                Some(sev) => (sev, None),
+                None => (Severity::Medium, Some(s)),
+            },
+        };
+        if let Some(raw) = unknown_severity {
+            labels.insert("severity".into(), raw);
+        }
+        let service_label = ["service", "job", "instance"]
+            .into_iter()
+            .find(|l| labels.contains_key(*l));
+        let service = service_label
+            .and_then(|l| labels.remove(l))
+            .unwrap_or_else(|| "prometheus".into());
+        let summary = annotations.remove("summary");
+        let description = annotations.remove("description");
+        let (message, message_field, user_message) = match (summary, description) {
+            (Some(s), d) => (Some(s), "annotations.summary", d),
+            (None, Some(d)) => (Some(d), "annotations.description", None),
+            // `amtool alert add ... summary="..."` makes it a label.
+            (None, None) => match (labels.remove("summary"), labels.remove("description")) {
+                (Some(s), d) => (Some(s), "labels.summary", d),
+                (None, Some(d)) => (Some(d), "labels.description", None),
+                (None, None) => (alertname.clone(), "labels.alertname", None),
+            },
+        };
+
+        let mut metadata = Map::new();
+        for (k, v) in labels {
+            metadata.insert(k, Value::String(v));
+        }
+        for (k, v) in annotations {
+            metadata.insert(format!("annotation.{k}"), Value::String(v));
+        }
+        if let Some(url) = &self.generator_url {
+            metadata.insert("generatorURL".into(), Value::String(url.clone()));
+        }
+        metadata.insert(
+            "fingerprint".into(),
+            Value::String(self.fingerprint.clone()),
+        );
+        for (k, v) in extra {
+            metadata.insert(k.clone(), Value::String(v.clone()));
+        }
+
+        let event_id = stable_id(&self.fingerprint, self.starts_at.unwrap_or(0));
+        let seed = json!({
+            "eventId": event_id,
+            "errorCode": alertname,
+            "severity": severity.as_str(),
+            "message": message,
+            "serviceName": service,
+            "userMessage": user_message,
+            "timestamp": self.starts_at.unwrap_or(received_at),
+            "metadata": metadata,
+        });
+        let source: Arc<str> = Arc::from(SOURCE);
+        let service_field = format!("labels.{}", service_label.unwrap_or("service"));
+        let event = parse_event(item, &seed, &source, received_at).map_err(|errors| {
+            let mut out: Vec<FieldError> = Vec::new();
+            for mut e in errors {
+                e.field = match e.field.as_str() {
+                    "errorCode" => "labels.alertname".into(),
+                    "message" => message_field.into(),
+                    "serviceName" => service_field.clone(),
+                    "userMessage" => "annotations.description".into(),
+                    "timestamp" => "startsAt".into(),
+                    "eventId" => "fingerprint".into(),
+                    other => other.into(),
+                };
+                if !out.iter().any(|o| o.field == e.field) {
+                    out.push(e);
+                }
+            }
+            out
+        })?;
+        if !self.resolved {
+            return Ok(Parsed::Firing(event));
+        }
+        let body = json!({
+            "type": "resolved",
+            "source": SOURCE,
+            "eventId": event.event_id,
+            "errorCode": event.error_code,
+            "serviceName": event.service_name,
+            "severity": event.severity.as_str(),
+            "message": event.message,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "fingerprint": self.fingerprint,
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+        });
+        Ok(Parsed::Resolved(Resolution {
+            event_id: event.event_id,
+            severity: event.severity,
+            service: event.service_name,
+            body,
+        }))
+    }
+}
+
+/// What one request did.
+#[derive(Default)]
+struct Outcome {
+    events: usize,
+    resolutions: usize,
+    duplicates: usize,
+}
+
+impl Outcome {
+    fn accepted(&self) -> usize {
+        self.events + self.resolutions + self.duplicates
+    }
+}
+
+/// Drops alerts already seen, submits new firing alerts and publishes new
+/// resolutions.
+async fn ingest(engine: &Engine, parsed: Vec<Parsed>) -> Result<Outcome, Response> {
+    let now = now_ms();
+    let mut outcome = Outcome::default();
+    let mut events = Vec::new();
+    let mut resolutions = Vec::new();
+    {
+        let mut seen = SEEN.lock();
+        for p in parsed {
+            match p {
+                Parsed::Firing(e) if seen.first(&e.event_id, Seen::Firing, now) => events.push(e),
+                Parsed::Resolved(r) if seen.first(&r.event_id, Seen::Resolved, now) => {
+                    resolutions.push(r)
+                }
+                _ => outcome.duplicates += 1,
+            }
+        }
+    }
+    if outcome.duplicates > 0 {
+        metrics::counter!("tocsin_ingest_duplicates_total", "source" => SOURCE)
+            .increment(outcome.duplicates as u64);
+    }
+    outcome.events = events.len();
+    super::submit(engine, SOURCE, events).await?;
+    outcome.resolutions = resolutions.len();
+    for r in resolutions {
+        metrics::counter!("tocsin_resolutions_total", "source" => SOURCE).increment(1);
+        tracing::debug!(event_id = %r.event_id, service = %r.service, "alert resolved");
+        engine.hub.publish(WsFrame {
+            rule: Arc::from(""),
+            severity: r.severity,
+            service: r.service,
+            body: Arc::from(r.body.to_string()),
+        });
+    }
+    Ok(outcome)
+}
+
+/// The last state in which an alert id was seen.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Seen {
+    Firing,
+    Resolved,
+}
+
+/// Alert ids recently seen, with their state and expiry (epoch ms).
+#[derive(Default)]
+struct SeenSet {
+    map: HashMap<String, (Seen, i64)>,
+}
+
+static SEEN: LazyLock<Mutex<SeenSet>> = LazyLock::new(Default::default);
+
+impl SeenSet {
+    /// Records `id` in `state`; true unless it was already in that state
+    /// and not expired.
+    fn first(&mut self, id: &str, state: Seen, now: i64) -> bool {
+        if let Some((s, expires)) = self.map.get(id) {
+            if *s == state && *expires > now {
+                return false;
+            }
+        }
+        if self.map.len() >= SEEN_CAP {
+            self.map.retain(|_, (_, expires)| *expires > now);
+            if self.map.len() >= SEEN_CAP {
+                tracing::warn!(
+                    cap = SEEN_CAP,
+                    "too many distinct alerts to remember; forgetting all"
+                );
+                self.map.clear();
+            }
+        }
+        let ttl = match state {
+            Seen::Firing => FIRING_TTL_MS,
+            Seen::Resolved => RESOLVED_TTL_MS,
+        };
+        self.map
+            .insert(id.to_string(), (state, now.saturating_add(ttl)));
+        true
+    }
+}
+
+/// Maps Prometheus severity labels onto tocsin's four levels.
+fn map_severity(label: &str) -> Option<Severity> {
+    Severity::parse(label).or(match label.to_ascii_lowercase().as_str() {
+        "error" => Some(Severity::High),
+        "warning" | "warn" => Some(Severity::Medium),
+        "info" | "none" => Some(Severity::Low),
+        _ => None,
+    })
+}
+
+/// Prometheus's fingerprint of a label set (`model.LabelSet.Fingerprint`):
+/// FNV-1a 64 over the sorted names and values, each followed by `0xff`,
+/// printed as 16 hex digits — the `fingerprint` Alertmanager shows.
+pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    let mut h = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for (k, v) in labels {
+        add(k.as_bytes());
+        add(&[0xff]);
+        add(v.as_bytes());
+        add(&[0xff]);
+    }
+    format!("{h:016x}")
+}
+
+/// A stable event id (UUID v8) for the alert `fingerprint` that started at
+/// `starts_at` (epoch ms, 0 when unknown).
+pub fn stable_id(fingerprint: &str, starts_at: i64) -> String {
+    let hash = blake3::hash(format!("alertmanager\0{fingerprint}\0{starts_at}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash.as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &Value, webhook: bool) -> Result<Parsed, Vec<FieldError>> {
+        let now = 1_800_000_000_000;
+        read_alert(0, v, now, webhook).and_then(|a| a.classify(0, now, &[]))
+    }
+
+    fn firing(p: Parsed) -> Event {
+        match p {
+            Parsed::Firing(e) => e,
+            Parsed::Resolved(_) => panic!("expected a firing alert"),
+        }
+    }
+
+    #[test]
+    fn fingerprint_matches_prometheus() {
+        // Prometheus's empty label signature (the FNV-64 offset basis).
+        assert_eq!(label_fingerprint(&BTreeMap::new()), "cbf29ce484222325");
+        // As Alertmanager 0.25 reported for this label set.
+        let labels = BTreeMap::from([
+            ("alertname".to_string(), "DiskFull".to_string()),
+            ("service".to_string(), "db".to_string()),
+            ("severity".to_string(), "critical".to_string()),
+        ]);
+        assert_eq!(label_fingerprint(&labels), "0a74ac22130028d9");
+    }
+
+    #[test]
+    fn maps_labels_and_annotations() {
+        let v = json!({
+            "labels": {"alertname": "DiskFull", "severity": "warning", "job": "node", "instance": "db1:9100", "mount": "/"},
+            "annotations": {"summary": "disk / is 95% full", "description": "grow it", "runbook": "http://rb"},
+            "startsAt": "2027-01-15T08:00:00.5Z",
+            "generatorURL": "http://prom/graph?g0.expr=x"
+        });
+        let e = firing(parse(&v, false).expect("valid"));
+        assert_eq!(e.error_code, "DiskFull");
+        assert_eq!(e.severity, Severity::Medium);
+        assert_eq!(e.service_name, "node");
+        assert_eq!(e.message, "disk / is 95% full");
+        assert_eq!(e.user_message.as_deref(), Some("grow it"));
+        // 2027-01-15T08:00:00Z is 1_800_000_000_000.
+        assert_eq!(e.timestamp, 1_800_000_000_500);
+        assert_eq!(&*e.source, "alertmanager");
+        let md = |k: &str| e.metadata.get(k).map(String::as_str);
+        assert_eq!(md("instance"), Some("db1:9100"));
+        assert_eq!(md("mount"), Some("/"));
+        assert_eq!(md("annotation.runbook"), Some("http://rb"));
+        assert_eq!(md("generatorURL"), Some("http://prom/graph?g0.expr=x"));
+        assert_eq!(md("alertname"), None);
+        assert_eq!(md("job"), None);
+        assert_eq!(md("annotation.summary"), None);
+    }
+
+    #[test]
+    fn defaults_and_severity_words() {
+        for (label, want) in [
+            ("critical", Severity::Critical),
+            ("error", Severity::High),
+            ("HIGH", Severity::High),
+            ("warning", Severity::Medium),
+            ("info", Severity::Low),
+            ("none", Severity::Low),
+            ("page", Severity::Medium),
+        ] {
+            let v = json!({"labels": {"alertname": "A", "severity": label}});
+            let e = firing(parse(&v, false).expect("valid"));
+            assert_eq!(e.severity, want, "{label}");
+            assert_eq!(e.service_name, "prometheus");
+            assert_eq!(e.message, "A");
+            if label == "page" {
+                assert_eq!(e.metadata.get("severity").map(String::as_str), Some("page"));
+            }
+        }
+        let v = json!({"labels": {"alertname": "A", "service": "db", "job": "j"}, "annotations": {"description": "d"}});
+        let e = firing(parse(&v, false).expect("valid"));
+        assert_eq!((e.service_name.as_str(), e.message.as_str()), ("db", "d"));
+        assert_eq!(e.user_message, None);
+        assert_eq!(e.metadata.get("job").map(String::as_str), Some("j"));
+        // Without annotations, `summary` / `description` labels (amtool).
+        let v = json!({"labels": {"alertname": "A", "summary": "s", "description": "d"}});
+        let e = firing(parse(&v, false).expect("valid"));
+        assert_eq!(
+            (e.message.as_str(), e.user_message.as_deref()),
+            ("s", Some("d"))
+        );
+        assert!(!e.metadata.contains_key("summary"));
+    }
+
+    #[test]
+    fn same_alert_same_id_and_resolution() {
+        let firing_v = json!({"labels": {"alertname": "A", "service": "db"}, "startsAt": "2027-01-15T08:00:00Z"});
+        let again = json!({"labels": {"service": "db", "alertname": "A"}, "startsAt": "2027-01-15T08:00:00.000Z", "endsAt": "2099-01-01T00:00:00Z"});
+        let a = firing(parse(&firing_v, false).expect("valid"));
+        let b = firing(parse(&again, false).expect("valid"));
+        assert_eq!(a.event_id, b.event_id);
+        let later = json!({"labels": {"alertname": "A", "service": "db"}, "startsAt": "2027-01-15T09:00:00Z"});
+        assert_ne!(
+            a.event_id,
+            firing(parse(&later, false).expect("valid")).event_id
+        );
+
+        let resolved = json!({"labels": {"alertname": "A", "service": "db", "severity": "critical"}, "startsAt": "2027-01-15T07:00:00Z", "endsAt": "2027-01-15T07:30:00Z"});
+        match parse(&resolved, false).expect("valid") {
+            Parsed::Resolved(r) => {
+                assert_eq!(r.severity, Severity::Critical);
+                assert_eq!(r.service, "db");
+                assert_eq!(r.body["type"], "resolved");
+                assert_eq!(r.body["errorCode"], "A");
+                assert_eq!(r.body["labels"]["severity"], "critical");
+                assert_eq!(r.body["endsAt"], "2027-01-15T07:30:00Z");
+            }
+            Parsed::Firing(_) => panic!("endsAt in the past is a resolution"),
+        }
+        // Go's zero time means unset (amtool sends it).
+        let zero = json!({"labels": {"alertname": "A"}, "startsAt": "0001-01-01T00:00:00.000Z", "endsAt": "0001-01-01T00:00:00.000Z"});
+        let e = firing(parse(&zero, false).expect("valid"));
+        assert_eq!(e.timestamp, 1_800_000_000_000);
+    }
+
+    #[test]
+    fn webhook_status_and_fingerprint() {
+        let v = json!({"status": "resolved", "labels": {"alertname": "A"}, "fingerprint": "abc",
+                       "startsAt": "2027-01-15T08:00:00Z", "endsAt": "2099-01-01T00:00:00Z"});
+        assert!(matches!(parse(&v, true), Ok(Parsed::Resolved(_))));
+        let v = json!({"status": "firing", "labels": {"alertname": "A"}, "fingerprint": "abc",
+                       "startsAt": "2027-01-15T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z"});
+        let e = firing(parse(&v, true).expect("valid"));
+        assert_eq!(e.event_id, stable_id("abc", 1_800_000_000_000));
+        assert_eq!(
+            e.metadata.get("fingerprint").map(String::as_str),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn errors_name_item_and_field() {
+        let v = json!({"labels": {"severity": "high", "n": 3}, "startsAt": "yesterday"});
+        let errors = read_alert(4, &v, 0, false).expect_err("invalid");
+        let fields: Vec<(usize, &str)> =
+            errors.iter().map(|e| (e.item, e.field.as_str())).collect();
+        assert_eq!(fields, vec![(4, "labels.n"), (4, "startsAt")]);
+        let v = json!({"labels": {"severity": "high"}});
+        let errors = parse(&v, false).err().expect("invalid");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["labels.alertname"]);
+        let errors = parse(&json!({"labels": {}}), false).err().expect("invalid");
+        assert_eq!(errors[0].field, "labels");
+    }
+
+    #[test]
+    fn seen_set_dedupes_by_state_and_expires() {
+        let mut s = SeenSet::default();
+        assert!(s.first("a", Seen::Firing, 0));
+        assert!(!s.first("a", Seen::Firing, 1));
+        assert!(s.first("a", Seen::Resolved, 2));
+        assert!(!s.first("a", Seen::Resolved, 3));
+        assert!(s.first("a", Seen::Firing, 4));
+        assert!(s.first("a", Seen::Firing, 5 + FIRING_TTL_MS));
+    }
+}

@@ -1,0 +1,486 @@
+//! RabbitMQ source: consume the seed's error events at least once, without
+//! loss and without counting a redelivery twice.
+//!
+//! Topology (declared on every connect; all durable):
+//! - `exchange` (topic) ← `queue`, bound with each `binding` pattern;
+//! - `queue` dead-letters rejected messages to `<exchange>.retry` (fanout)
+//!   → `<queue>.retry`, whose TTL sends them back to `queue` after
+//!   `retry_delay_ms`; RabbitMQ counts the rounds in the `x-death` header;
+//! - `<exchange>.dead` (fanout) → `<queue>.dead`: messages tocsin gives up
+//!   on, with `x-tocsin-reason` (and `x-tocsin-error`) headers saying why.
+//!
+//! A message is acknowledged only once everything its event caused is
+//! durable (see [`crate::pipeline`]). A body that is not a valid event is
+//! dead-lettered at once (never requeued in a loop). An event a rule failed
+//! to count (plugin trap) is rejected into the retry loop, at most
+//! `max_retries` times by its `x-death` count, then dead-lettered with the
+//! last error. The pipeline recognises redelivered events by event id
+//! (the body's `eventId`, else the message id, else a hash of the body).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::AmqpConfig;
+use crate::event::{now_ms, parse_event};
+use crate::pipeline::{JobOutcome, PipelineHandle};
+
+/// Deliveries taken into one pipeline job at most.
+const BATCH: usize = 256;
+
+/// Connection state, for `/readyz` and metrics.
+#[derive(Default)]
+pub struct AmqpStatus {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Clone, Default, Serialize)]
+struct StatusInner {
+    connected: bool,
+    since: i64,
+    last_error: Option<String>,
+    reconnects: u64,
+}
+
+impl AmqpStatus {
+    fn set(&self, connected: bool, error: Option<String>) {
+        let mut s = self.inner.lock();
+        if s.connected != connected {
+            s.since = now_ms();
+        }
+        if !connected && error.is_some() {
+            s.reconnects += 1;
+        }
+        s.connected = connected;
+        if error.is_some() {
+            s.last_error = error;
+        }
+        metrics::gauge!("tocsin_amqp_connected").set(if connected { 1.0 } else { 0.0 });
+    }
+
+    /// True while consuming.
+    pub fn connected(&self) -> bool {
+        self.inner.lock().connected
+    }
+
+    /// State as JSON for `/readyz`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self.inner.lock().clone()).unwrap_or_default()
+    }
+}
+
+/// Starts the consumer with reconnects; returns its status.
+pub fn spawn(config: AmqpConfig, pipeline: PipelineHandle) -> Arc<AmqpStatus> {
+    let status = Arc::new(AmqpStatus::default());
+    let st = status.clone();
+    tokio::spawn(async move {
+        let mut failures: u32 = 0;
+        loop {
+            match session(&config, &pipeline, &st).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "RabbitMQ connection lost; reconnecting");
+                    st.set(false, Some(e));
+                }
+            }
+            // Backoff with ±25 % jitter: 0.5 s, 1 s, 2 s ... capped at 30 s.
+            let base = 500u64.saturating_mul(1 << failures.min(6)).min(30_000);
+            let jittered = (base as f64 * rand::rng().random_range(0.75..=1.25)) as u64;
+            tokio::time::sleep(Duration::from_millis(jittered)).await;
+        }
+    });
+    status
+}
+
+fn text_arg(v: &str) -> AMQPValue {
+    AMQPValue::LongString(v.into())
+}
+
+/// Declares exchanges, queues and bindings.
+async fn declare(ch: &Channel, c: &AmqpConfig) -> Result<(), lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let qdurable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let retry_x = format!("{}.retry", c.exchange);
+    let dead_x = format!("{}.dead", c.exchange);
+    ch.exchange_declare(
+        c.exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        retry_x.as_str().into(),
+        ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        dead_x.as_str().into(),
+        ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+
+    let mut main_args = FieldTable::default();
+    main_args.insert("x-dead-letter-exchange".into(), text_arg(&retry_x));
+    ch.queue_declare(c.queue.as_str().into(), qdurable, main_args)
+        .await?;
+
+    let retry_q = format!("{}.retry", c.queue);
+    let mut retry_args = FieldTable::default();
+    retry_args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(c.retry_delay_ms as i64),
+    );
+    retry_args.insert("x-dead-letter-exchange".into(), text_arg(""));
+    retry_args.insert("x-dead-letter-routing-key".into(), text_arg(&c.queue));
+    ch.queue_declare(retry_q.as_str().into(), qdurable, retry_args)
+        .await?;
+    ch.queue_bind(
+        retry_q.as_str().into(),
+        retry_x.as_str().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+
+    let dead_q = format!("{}.dead", c.queue);
+    ch.queue_declare(dead_q.as_str().into(), qdurable, FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        dead_q.as_str().into(),
+        dead_x.as_str().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+
+    for key in &c.binding {
+        ch.queue_bind(
+            c.queue.as_str().into(),
+            c.exchange.as_str().into(),
+            key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One connection's life: declare, consume, hand batches to the pipeline.
+async fn session(
+    c: &AmqpConfig,
+    pipeline: &PipelineHandle,
+    status: &AmqpStatus,
+) -> Result<(), String> {
+    let conn = Connection::connect(&c.url, ConnectionProperties::default())
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", redact(&c.url)))?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let publisher = conn.create_channel().await.map_err(|e| e.to_string())?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    declare(&ch, c)
+        .await
+        .map_err(|e| format!("declaring the topology: {e}"))?;
+    ch.basic_qos(c.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = ch
+        .basic_consume(
+            c.queue.as_str().into(),
+            "tocsin".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| format!("consuming {}: {e}", c.queue))?;
+    status.set(true, None);
+    tracing::info!(queue = %c.queue, exchange = %c.exchange, bindings = ?c.binding, "consuming from RabbitMQ");
+
+    let (ack_tx, ack_rx) = mpsc::channel::<Pending>(64);
+    let settler = Settler {
+        ch: ch.clone(),
+        publisher,
+        dead_exchange: format!("{}.dead", c.exchange),
+        queue: c.queue.clone(),
+        max_retries: c.max_retries,
+    };
+    let acks = tokio::spawn(settler.run(ack_rx));
+
+    let result = loop {
+        let Some(first) = consumer.next().await else {
+            break Err("the consumer was cancelled".to_string());
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        match first {
+            Ok(d) => batch.push(d),
+            Err(e) => break Err(e.to_string()),
+        }
+        // Take whatever else is already here, without waiting.
+        while batch.len() < BATCH {
+            match futures::FutureExt::now_or_never(consumer.next()) {
+                Some(Some(Ok(d))) => batch.push(d),
+                _ => break,
+            }
+        }
+        let received_at = now_ms();
+        let source: Arc<str> = Arc::from("amqp");
+        let mut events = Vec::with_capacity(batch.len());
+        let mut items = Vec::with_capacity(batch.len());
+        for d in batch {
+            match decode(&d, &source, received_at) {
+                Ok(event) => {
+                    items.push(Item::Event(d, event.event_id.clone()));
+                    events.push(event);
+                }
+                Err(reason) => items.push(Item::Bad(d, reason)),
+            }
+        }
+        metrics::counter!("tocsin_events_received_total", "source" => "amqp")
+            .increment(events.len() as u64);
+        let outcome = if events.is_empty() {
+            None
+        } else {
+            match pipeline.submit_tracked(events).await {
+                Ok(rx) => Some(rx),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        if ack_tx.send(Pending { items, outcome }).await.is_err() {
+            break Err("the acknowledger stopped".into());
+        }
+    };
+    drop(ack_tx);
+    let _ = acks.await;
+    let _ = conn.close(200, "tocsin reconnecting".into()).await;
+    result
+}
+
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<invalid url>".into(),
+    }
+}
+
+/// Turns a message into an event, or says why it cannot be one.
+fn decode(
+    d: &Delivery,
+    source: &Arc<str>,
+    received_at: i64,
+) -> Result<crate::event::Event, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(&d.data).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let mut event = parse_event(0, &value, source, received_at).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| {
+                if e.field.is_empty() {
+                    e.reason.clone()
+                } else {
+                    format!("{}: {}", e.field, e.reason)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    if value.get("eventId").and_then(|v| v.as_str()).is_none() {
+        event.event_id = match d.properties.message_id() {
+            Some(id) if !id.as_str().is_empty() => id.to_string(),
+            _ => format!("sha-{}", &blake3::hash(&d.data).to_hex()[..32]),
+        };
+    }
+    event.dedup = true;
+    Ok(event)
+}
+
+enum Item {
+    Event(Delivery, String),
+    Bad(Delivery, String),
+}
+
+struct Pending {
+    items: Vec<Item>,
+    outcome: Option<oneshot::Receiver<JobOutcome>>,
+}
+
+/// Settles deliveries in order, once the pipeline says they are durable.
+struct Settler {
+    ch: Channel,
+    publisher: Channel,
+    dead_exchange: String,
+    queue: String,
+    max_retries: u32,
+}
+
+impl Settler {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+        while let Some(p) = rx.recv().await {
+            if let Err(e) = self.settle(p).await {
+                tracing::warn!(error = %e, "could not settle deliveries; RabbitMQ will redeliver them");
+            }
+        }
+    }
+
+    async fn settle(&self, p: Pending) -> Result<(), lapin::Error> {
+        let outcome = match p.outcome {
+            Some(rx) => Some(rx.await.unwrap_or(JobOutcome {
+                failed: Default::default(),
+                durable: Err("the pipeline dropped the job".into()),
+            })),
+            None => None,
+        };
+        if let Some(JobOutcome {
+            durable: Err(e), ..
+        }) = &outcome
+        {
+            tracing::error!(error = %e, "batch not durable; requeueing it");
+            for item in &p.items {
+                if let Item::Event(d, _) = item {
+                    self.ch
+                        .basic_nack(
+                            d.delivery_tag,
+                            BasicNackOptions {
+                                multiple: false,
+                                requeue: true,
+                            },
+                        )
+                        .await?;
+                }
+            }
+            return Ok(());
+        }
+        for item in p.items {
+            match item {
+                Item::Bad(d, reason) => {
+                    metrics::counter!("tocsin_events_rejected_total", "source" => "amqp")
+                        .increment(1);
+                    tracing::warn!(reason = %reason, routing_key = %d.routing_key, "malformed message dead-lettered");
+                    self.dead_letter(&d, "malformed", &reason).await?;
+                }
+                Item::Event(d, id) => {
+                    let failed = outcome.as_ref().and_then(|o| o.failed.get(&id));
+                    match failed {
+                        None => {
+                            self.ch
+                                .basic_ack(d.delivery_tag, BasicAckOptions::default())
+                                .await?;
+                        }
+                        Some(error) => {
+                            let rounds = rejections(&d, &self.queue);
+                            if rounds < u64::from(self.max_retries) {
+                                metrics::counter!("tocsin_amqp_retries_total").increment(1);
+                                self.ch
+                                    .basic_reject(
+                                        d.delivery_tag,
+                                        BasicRejectOptions { requeue: false },
+                                    )
+                                    .await?;
+                            } else {
+                                metrics::counter!("tocsin_amqp_dead_lettered_total").increment(1);
+                                self.dead_letter(&d, "processing-failed", error).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes `d` to the dead-letter exchange (confirmed), then acks it.
+    async fn dead_letter(
+        &self,
+        d: &Delivery,
+        reason: &str,
+        error: &str,
+    ) -> Result<(), lapin::Error> {
+        let mut headers = d.properties.headers().clone().unwrap_or_default();
+        headers.insert("x-tocsin-reason".into(), text_arg(reason));
+        headers.insert("x-tocsin-error".into(), text_arg(error));
+        headers.insert(
+            "x-tocsin-routing-key".into(),
+            text_arg(d.routing_key.as_str()),
+        );
+        let props: BasicProperties = d
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
+        let exchange: ShortString = self.dead_exchange.as_str().into();
+        self.publisher
+            .basic_publish(
+                exchange,
+                d.routing_key.clone(),
+                BasicPublishOptions::default(),
+                &d.data,
+                props,
+            )
+            .await?
+            .await?;
+        self.ch
+            .basic_ack(d.delivery_tag, BasicAckOptions::default())
+            .await
+    }
+}
+
+/// How many times `queue` rejected this message, from `x-death`.
+fn rejections(d: &Delivery, queue: &str) -> u64 {
+    let Some(headers) = d.properties.headers() else {
+        return 0;
+    };
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        return 0;
+    };
+    deaths
+        .as_slice()
+        .iter()
+        .filter_map(|v| match v {
+            AMQPValue::FieldTable(t) => Some(t),
+            _ => None,
+        })
+        .filter(|t| {
+            matches!(t.inner().get("queue"), Some(AMQPValue::LongString(q)) if q.to_string() == queue)
+                && matches!(t.inner().get("reason"), Some(AMQPValue::LongString(r)) if r.to_string() == "rejected")
+        })
+        .map(|t| match t.inner().get("count") {
+            Some(AMQPValue::LongLongInt(n)) => *n as u64,
+            Some(AMQPValue::LongInt(n)) => *n as u64,
+            _ => 1,
+        })
+        .sum()
+}

@@ -1,0 +1,122 @@
+//! The real clients the ingest tests drive: `amtool` and
+//! `prometheus-alertmanager` (Debian's `prometheus-alertmanager` package),
+//! and the Python Sentry SDK in a venv at `<target>/pyenv`. Installed if
+//! missing; a loud failure if they cannot be — tests never skip them.
+//!
+//! The tests find the venv by convention (`<target>/pyenv/bin/python`). No
+//! environment variable is exported: the tests' environment reaches the
+//! `tocsin` processes they start, which refuse unknown `TOCSIN_*` variables.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Whether `name` is an executable on `PATH`.
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let p = dir.join(name);
+            p.is_file()
+                && std::fs::metadata(&p)
+                    .map(|m| {
+                        use std::os::unix::fs::PermissionsExt;
+                        m.permissions().mode() & 0o111 != 0
+                    })
+                    .unwrap_or(false)
+        })
+    })
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<bool> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().with_context(|| format!("starting {what}"))?;
+    Ok(status.success())
+}
+
+/// `amtool` and `prometheus-alertmanager`, installed with apt if missing.
+fn alertmanager() -> Result<()> {
+    const BINARIES: [&str; 2] = ["amtool", "prometheus-alertmanager"];
+    if BINARIES.iter().all(|b| on_path(b)) {
+        eprintln!("xtask: amtool and prometheus-alertmanager are installed");
+        return Ok(());
+    }
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "prometheus-alertmanager",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c, "apt-get install -y prometheus-alertmanager")
+    };
+    if !install()? {
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        if !run(&mut update, "apt-get update")? {
+            bail!("`apt-get update` failed; install prometheus-alertmanager (amtool) by hand");
+        }
+        if !install()? {
+            bail!("`apt-get install prometheus-alertmanager` failed; the ingest tests need amtool and prometheus-alertmanager");
+        }
+    }
+    for b in BINARIES {
+        if !on_path(b) {
+            bail!("{b} is still not on PATH after installing prometheus-alertmanager");
+        }
+    }
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn imports_sentry(python: &Path) -> bool {
+    python.is_file()
+        && Command::new(python)
+            .args(["-c", "import sentry_sdk"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// A venv at `<target>/pyenv` with `sentry-sdk`; returns its python.
+fn python_sentry(root: &Path) -> Result<PathBuf> {
+    let venv = target_dir(root).join("pyenv");
+    let python = venv.join("bin").join("python");
+    if imports_sentry(&python) {
+        eprintln!("xtask: sentry-sdk is installed in {}", venv.display());
+        return Ok(python);
+    }
+    if !python.is_file() {
+        let mut c = Command::new("python3");
+        c.args(["-m", "venv"]).arg(&venv);
+        if !run(&mut c, &format!("python3 -m venv {}", venv.display()))? {
+            bail!(
+                "could not create a Python venv at {} (is python3 with the venv module installed?)",
+                venv.display()
+            );
+        }
+    }
+    let pip = venv.join("bin").join("pip");
+    let mut c = Command::new(&pip);
+    c.args(["install", "--quiet", "sentry-sdk"]);
+    if !run(&mut c, &format!("{} install sentry-sdk", pip.display()))? {
+        bail!("`pip install sentry-sdk` failed in {}", venv.display());
+    }
+    if !imports_sentry(&python) {
+        bail!("{} still cannot import sentry_sdk", python.display());
+    }
+    Ok(python)
+}
+
+/// Makes sure every client is installed.
+pub fn ensure() -> Result<()> {
+    alertmanager()?;
+    python_sentry(&crate::root())?;
+    Ok(())
+}
