@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 pub mod peers;
+pub mod rabbit;
 
 /// The repository root.
 pub fn root() -> PathBuf {

@@ -339,10 +339,16 @@ fn classify(
     let plugin = plugin.to_string();
     let hit = store.data().hit;
     let output = store.data_mut().take_output();
+    // One line: logs, metrics labels and AMQP headers stay readable.
+    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
     let detail = if output.is_empty() {
-        format!("{e:#}")
+        one_line(&format!("{e:#}"))
     } else {
-        format!("{e:#}; guest said: {output}")
+        format!(
+            "{}; guest said: {}",
+            one_line(&format!("{e:#}")),
+            one_line(&output)
+        )
     };
     match hit {
         Some(LimitHit::Deadline) => CallError::Deadline {
