@@ -13,7 +13,7 @@ use ::tocsin::event::{Event, Severity};
 use ::tocsin::plugin::bindings::{Alert, ErrorEvent};
 use ::tocsin::plugin::instance::{BindingConfig, PluginUse};
 use ::tocsin::plugin::{HostSettings, Instances, Runtime, SandboxLimits};
-use ::tocsin::state::{scoped_key, StateStore};
+use ::tocsin::state::{scoped_key, EmbeddedState, StateStore};
 
 /// The guest bindings' module path, mapped onto the host's identical types,
 /// so the plugin's logic module compiles natively unchanged.
@@ -69,7 +69,7 @@ fn events() -> Vec<ErrorEvent> {
 /// The host state behind the plugin's `State` trait, as the WIT
 /// capability does it (keys scoped to the rule).
 struct NativeState<'a> {
-    store: &'a StateStore,
+    store: &'a EmbeddedState,
     rule: &'a str,
 }
 
@@ -98,7 +98,7 @@ impl logic::State for NativeState<'_> {
     }
     fn set_if_absent(&mut self, key: &str, value: &str, ttl_ms: Option<u64>) -> bool {
         self.store
-            .set_if_absent(&scoped_key(self.rule, key), value.to_string(), ttl_ms)
+            .set(&scoped_key(self.rule, key), value.to_string(), ttl_ms, true)
     }
     fn delete(&mut self, key: &str) {
         self.store.delete(&scoped_key(self.rule, key))
@@ -190,7 +190,7 @@ async fn run_wasm(
 }
 
 fn run_native(events: &[ErrorEvent], batch: usize, rounds: usize) -> anyhow::Result<(f64, usize)> {
-    let store = StateStore::open_embedded(&tempdir("native-state"))?;
+    let store = EmbeddedState::open(&tempdir("native-state"))?;
     let config = logic::Config::parse(CONFIG).map_err(anyhow::Error::msg)?;
     let mut state = NativeState {
         store: &store,

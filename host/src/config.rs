@@ -123,6 +123,13 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "engine",
+        key: "traces",
+        kind: Kind::Int,
+        default: "10000",
+        doc: "events whose trace is kept in memory (with Redis: every event, 24 h)",
+    },
+    Key {
+        section: "engine",
         key: "queue",
         kind: Kind::Int,
         default: "4096",
@@ -190,6 +197,20 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Int,
         default: "1000",
         doc: "delay before such a redelivery",
+    },
+    Key {
+        section: "redis",
+        key: "url",
+        kind: Kind::Str,
+        default: "",
+        doc: "Redis URL (redis://127.0.0.1:6379); set it to share state between instances",
+    },
+    Key {
+        section: "redis",
+        key: "prefix",
+        kind: Kind::Str,
+        default: "tocsin:",
+        doc: "prefix of every key tocsin writes, so deployments can share one Redis",
     },
     Key {
         section: "delivery",
@@ -350,6 +371,7 @@ pub struct EngineConfig {
     pub workers: usize,
     pub queue: usize,
     pub dedup_ttl_secs: u64,
+    pub traces: usize,
 }
 
 impl Default for EngineConfig {
@@ -362,6 +384,7 @@ impl Default for EngineConfig {
             workers: 2,
             queue: 4096,
             dedup_ttl_secs: 3600,
+            traces: 10_000,
         }
     }
 }
@@ -419,6 +442,33 @@ impl std::fmt::Debug for AmqpConfig {
             .field("binding", &self.binding)
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+/// `[redis]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            prefix: "tocsin:".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    /// Never prints credentials in the URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &if self.url.is_empty() { "" } else { "<set>" })
+            .field("prefix", &self.prefix)
             .finish()
     }
 }
@@ -493,6 +543,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub sandbox: SandboxConfig,
     pub amqp: AmqpConfig,
+    pub redis: RedisConfig,
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
 }

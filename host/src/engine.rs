@@ -16,6 +16,7 @@ use crate::deliver::{Deliverer, Dispatcher, Outbox, WsHub};
 use crate::pipeline::{self, PipelineConfig, PipelineHandle};
 use crate::plugin::{HostSettings, Runtime, SandboxLimits};
 use crate::state::StateStore;
+use crate::trace::Traces;
 
 /// A running engine: everything the API needs.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct Engine {
     pub pipeline: PipelineHandle,
     pub hub: WsHub,
     pub deliverer: Deliverer,
+    /// Per-event traces.
+    pub traces: Traces,
     /// The RabbitMQ consumer's state, when `[amqp] url` is set.
     pub amqp: Option<Arc<crate::source::amqp::AmqpStatus>>,
     pub state: StateStore,
@@ -40,7 +43,18 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
     let data = &config.engine.data;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
-    let state = StateStore::open_embedded(&data.join("state")).context("opening state")?;
+    let state = if config.redis.url.trim().is_empty() {
+        StateStore::open_embedded(&data.join("state")).context("opening state")?
+    } else {
+        let redis = crate::state::RedisState::connect(
+            &config.redis.url,
+            &config.redis.prefix,
+            &data.join("state-local"),
+        )
+        .await
+        .context("opening Redis state")?;
+        StateStore::Redis(redis)
+    };
     let limits = SandboxLimits {
         call_timeout: Duration::from_millis(config.sandbox.call_timeout_ms.max(1)),
         memory_bytes: config.sandbox.memory_mb.max(1) << 20,
@@ -96,7 +110,13 @@ impl Engine {
         let catalog = Arc::new(Mutex::new(catalog));
         let watcher =
             watcher::spawn(catalog.clone()).context("watching plugin and rule directories")?;
-        let hub = WsHub::new();
+        let hub = if config.redis.url.trim().is_empty() {
+            WsHub::new()
+        } else {
+            WsHub::clustered(&config.redis.url, &config.redis.prefix)
+                .await
+                .map_err(anyhow::Error::msg)?
+        };
         let outbox =
             Outbox::open(&config.engine.data.join("outbox.db")).context("opening the outbox")?;
         let smtp = SmtpSender::new(&config.smtp).map_err(anyhow::Error::msg)?;
@@ -114,6 +134,13 @@ impl Engine {
         spawn_cleanup(outbox.clone(), config.delivery.retention_hours);
         let deliverer = Deliverer::new(hub.clone(), outbox, dispatcher);
         let deliverer_handle = deliverer.clone();
+        let traces = if config.redis.url.trim().is_empty() {
+            Traces::memory(config.engine.traces)
+        } else {
+            Traces::redis(&config.redis.url, &config.redis.prefix)
+                .await
+                .map_err(anyhow::Error::msg)?
+        };
         let pipeline = pipeline::start(
             PipelineConfig {
                 workers: config.engine.workers,
@@ -123,6 +150,7 @@ impl Engine {
             generation.clone(),
             runtime.clone(),
             deliverer,
+            traces.clone(),
         );
         let amqp = if config.amqp.url.trim().is_empty() {
             None
@@ -133,6 +161,7 @@ impl Engine {
             ))
         };
         Ok(Self {
+            traces,
             amqp,
             deliverer: deliverer_handle,
             config: Arc::new(config),
@@ -178,13 +207,13 @@ fn spawn_cleanup(outbox: Outbox, retention_hours: u64) {
 /// Records notifications a previous run made durable as intents but may
 /// have crashed before committing to the outbox (see [`crate::pipeline`]).
 async fn replay_intents(state: &StateStore, outbox: &Outbox) -> anyhow::Result<()> {
-    let intents = state.intents();
+    let intents = state.intents().await;
     for (key, text) in &intents {
         let out: crate::deliver::Outgoing = match serde_json::from_str(text) {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(key = %key.escape_debug(), error = %e, "unreadable outbox intent dropped");
-                state.delete(key);
+                state.delete(key).await;
                 continue;
             }
         };
@@ -192,7 +221,7 @@ async fn replay_intents(state: &StateStore, outbox: &Outbox) -> anyhow::Result<(
             .enqueue(out.notifications, out.deliveries)
             .await
             .context("replaying an outbox intent")?;
-        state.delete(key);
+        state.delete(key).await;
     }
     if !intents.is_empty() {
         tracing::info!(

@@ -19,5 +19,6 @@ pub mod pipeline;
 pub mod plugin;
 pub mod source;
 pub mod state;
+pub mod trace;
 
 pub use engine::Engine;

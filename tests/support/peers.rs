@@ -105,6 +105,8 @@ impl Drop for SmtpSink {
 /// One request the webhook receiver got.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// Path and query string, e.g. `/hook?access_token=t&sign=...`.
+    pub uri: String,
     pub idempotency_key: String,
     pub body: Value,
     /// The status it was answered with.
@@ -129,7 +131,7 @@ impl WebhookReceiver {
     /// Answers with `script` in order, then `default`.
     pub async fn start(script: &[u16], default: u16) -> Result<Self> {
         use axum::extract::State;
-        use axum::http::{HeaderMap, StatusCode};
+        use axum::http::{HeaderMap, StatusCode, Uri};
         use axum::routing::post;
 
         let state = Arc::new(Mutex::new(ReceiverState {
@@ -139,6 +141,7 @@ impl WebhookReceiver {
         }));
         async fn hook(
             State(s): State<Arc<Mutex<ReceiverState>>>,
+            uri: Uri,
             headers: HeaderMap,
             body: axum::body::Bytes,
         ) -> StatusCode {
@@ -153,6 +156,7 @@ impl WebhookReceiver {
                 .unwrap_or("")
                 .to_string();
             s.got.push(Received {
+                uri: uri.to_string(),
                 idempotency_key: key,
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                 status,

@@ -5,8 +5,11 @@
 //! - `run [ARGS]` — build the plugins, then `tocsin run ARGS` on embedded defaults.
 //! - `test` — start/check RabbitMQ and Redis, install the real ingest clients
 //!   (amtool, Alertmanager, sentry-sdk), build the plugins, run every test.
-//! - `bench` — build the plugins, run the benchmarks (release).
+//! - `bench [--quick] [--only N,..] [--runs N]` — the benchmark suite:
+//!   build the plugins and the release binaries, run the aggregation
+//!   benchmark and `tocsin-bench`, which writes `BENCHMARKS.md`.
 
+mod bench;
 mod clients;
 mod plugins;
 mod services;
@@ -72,12 +75,7 @@ fn main() -> Result<()> {
             }
             status(c, "plugin unit tests")
         }
-        "bench" => {
-            plugins::build_plugins(&root)?;
-            let mut c = cargo();
-            c.args(["bench", "-p", "tocsin"]).args(&rest);
-            status(c, "benchmarks")
-        }
+        "bench" => bench::run(&root, &rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <plugins | clients | run [ARGS] | test [ARGS] | bench [ARGS]>"

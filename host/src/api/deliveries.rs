@@ -153,3 +153,27 @@ pub async fn replay_one(State(engine): State<Engine>, Path(id): Path<String>) ->
 pub async fn replay_all(State(engine): State<Engine>) -> Response {
     replay(&engine, None).await
 }
+
+/// `GET /v1/events/{id}/trace`: every step of one event, with the
+/// deliveries of the notifications it completed and their attempts.
+pub async fn trace(State(engine): State<Engine>, Path(id): Path<String>) -> Response {
+    let Some(steps) = engine.traces.get(&id).await else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no trace for event {id:?} (traces are kept for the newest events only)") })),
+        )
+            .into_response();
+    };
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        let mut v = serde_json::to_value(&step).unwrap_or(Value::Null);
+        if let Some(n) = &step.notification {
+            match engine.deliverer.outbox().deliveries_of(n.clone()).await {
+                Ok(ds) => v["deliveries"] = Value::Array(ds.iter().map(delivery_json).collect()),
+                Err(e) => return server_error(e),
+            }
+        }
+        out.push(v);
+    }
+    Json(json!({ "event": id, "steps": out })).into_response()
+}

@@ -37,6 +37,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/channels", get(deliveries::channels))
         .route("/v1/notifications", get(deliveries::notifications))
         .route("/v1/deliveries", get(deliveries::deliveries))
+        .route("/v1/events/{id}/trace", get(deliveries::trace))
         .route("/v1/deliveries/replay", post(deliveries::replay_all))
         .route("/v1/deliveries/{id}/replay", post(deliveries::replay_one))
         .route("/v1/rules", get(status::rules))

@@ -42,7 +42,9 @@ pub async fn readyz(State(engine): State<Engine>) -> axum::response::Response {
         }
         a.json()
     });
-    let body = json!({ "ready": reasons.is_empty(), "reasons": reasons, "amqp": amqp, "generation": g.id });
+    // Degraded is still ready: the instance keeps processing on local state.
+    let degraded: Vec<String> = engine.state.degraded().into_iter().collect();
+    let body = json!({ "ready": reasons.is_empty(), "reasons": reasons, "degraded": degraded, "amqp": amqp, "generation": g.id });
     let status = if reasons.is_empty() {
         StatusCode::OK
     } else {

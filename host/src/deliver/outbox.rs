@@ -335,6 +335,21 @@ impl Outbox {
         .await
     }
 
+    /// The deliveries of one notification, in creation order.
+    pub async fn deliveries_of(
+        &self,
+        notification_id: String,
+    ) -> Result<Vec<DeliveryRow>, OutboxError> {
+        self.read(move |c| {
+            query_deliveries(
+                c,
+                "WHERE notification_id = ?1 ORDER BY created_at",
+                params![notification_id],
+            )
+        })
+        .await
+    }
+
     /// Counts by status, for metrics and the status API.
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
         self.read(|c| {

@@ -16,11 +16,13 @@ pub struct Matched {
     pub events: Vec<ErrorEvent>,
     /// Ids this batch marked as counted by the rule (to unmark on failure).
     pub marked: Vec<String>,
+    /// Ids the rule had already counted (redeliveries), skipped.
+    pub duplicates: Vec<String>,
 }
 
 /// Groups `events` by the enabled rules that match them, keeping order.
 /// An event matched by several rules goes to each.
-pub fn match_batch(
+pub async fn match_batch(
     g: &Generation,
     events: &[Event],
     state: &StateStore,
@@ -31,29 +33,34 @@ pub fn match_batch(
         let mut matched = Matched {
             events: Vec::new(),
             marked: Vec::new(),
+            duplicates: Vec::new(),
         };
-        let mut duplicates = 0u64;
         for e in events.iter().filter(|e| rule.matcher.matches(e)) {
             if e.dedup {
-                if !state.set_if_absent(
-                    &seen_key(&rule.name, &e.event_id),
-                    String::new(),
-                    Some(dedup_ttl_ms),
-                ) {
-                    duplicates += 1;
+                let first = state
+                    .set_if_absent(
+                        &seen_key(&rule.name, &e.event_id),
+                        String::new(),
+                        Some(dedup_ttl_ms),
+                    )
+                    .await;
+                if !first {
+                    matched.duplicates.push(e.event_id.clone());
                     continue;
                 }
                 matched.marked.push(e.event_id.clone());
             }
             matched.events.push(ErrorEvent::from(e));
         }
-        if duplicates > 0 {
+        if !matched.duplicates.is_empty() {
             metrics::counter!("tocsin_events_duplicate_total", "rule" => rule.name.to_string())
-                .increment(duplicates);
+                .increment(matched.duplicates.len() as u64);
         }
-        if !matched.events.is_empty() {
-            metrics::counter!("tocsin_events_matched_total", "rule" => rule.name.to_string())
-                .increment(matched.events.len() as u64);
+        if !matched.events.is_empty() || !matched.duplicates.is_empty() {
+            if !matched.events.is_empty() {
+                metrics::counter!("tocsin_events_matched_total", "rule" => rule.name.to_string())
+                    .increment(matched.events.len() as u64);
+            }
             out.push((rule.clone(), matched));
         }
     }

@@ -38,6 +38,7 @@ use crate::event::{Event, Severity};
 use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
 use crate::state::StateStore;
+use crate::trace::{Step, Traces};
 
 /// Largest batch a worker takes at once (a larger job runs alone).
 pub const MAX_BATCH: usize = 512;
@@ -117,13 +118,19 @@ pub fn start(
     generation: Arc<ArcSwap<Generation>>,
     rt: Runtime,
     deliverer: Deliverer,
+    traces: Traces,
 ) -> PipelineHandle {
     let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
     for n in 0..config.workers.max(1) {
         let rx = rx.clone();
         let generation = generation.clone();
-        let mut worker = Worker::new(rt.clone(), deliverer.clone(), config.dedup_ttl_ms);
+        let mut worker = Worker::new(
+            rt.clone(),
+            deliverer.clone(),
+            traces.clone(),
+            config.dedup_ttl_ms,
+        );
         tokio::spawn(async move {
             tracing::debug!(worker = n, "pipeline worker started");
             let mut jobs: Vec<Job> = Vec::new();
@@ -157,6 +164,7 @@ pub fn start(
 
 /// One worker's plugin instances and delivery handle.
 pub struct Worker {
+    traces: Traces,
     instances: Instances,
     deliverer: Deliverer,
     state: StateStore,
@@ -174,8 +182,9 @@ pub struct BatchResult {
 
 impl Worker {
     /// A worker with no instances yet.
-    pub fn new(rt: Runtime, deliverer: Deliverer, dedup_ttl_ms: u64) -> Self {
+    pub fn new(rt: Runtime, deliverer: Deliverer, traces: Traces, dedup_ttl_ms: u64) -> Self {
         Self {
+            traces,
             state: rt.state().clone(),
             instances: Instances::new(rt),
             deliverer,
@@ -230,28 +239,74 @@ impl Worker {
             durable: Ok(()),
         };
         let mut out = Outgoing::default();
-        for (rule, matched) in matcher::match_batch(g, events, &self.state, self.dedup_ttl_ms) {
+        let mut steps: Vec<(String, Step)> = events
+            .iter()
+            .map(|e| {
+                let mut step = Step::now("received").detail(format!("from {}", e.source));
+                step.at = e.received_at;
+                (e.event_id.clone(), step)
+            })
+            .collect();
+        for (rule, matched) in matcher::match_batch(g, events, &self.state, self.dedup_ttl_ms).await
+        {
+            for id in &matched.duplicates {
+                steps.push((
+                    id.clone(),
+                    Step::now("duplicate")
+                        .rule(&rule.name)
+                        .detail("already counted by this rule"),
+                ));
+            }
+            if matched.events.is_empty() {
+                continue;
+            }
+            for ev in &matched.events {
+                steps.push((ev.event_id.clone(), Step::now("matched").rule(&rule.name)));
+            }
             let alerts = match aggregate::run(&mut self.instances, g, &rule, &matched.events).await
             {
                 Ok(alerts) => alerts,
                 Err(e) => {
                     // Forget the dedup marks, so a redelivery is counted.
                     for id in &matched.marked {
-                        self.state.delete(&crate::state::seen_key(&rule.name, id));
+                        self.state
+                            .delete(&crate::state::seen_key(&rule.name, id))
+                            .await;
                     }
                     for ev in &matched.events {
-                        result
-                            .failed
-                            .insert(ev.event_id.clone(), format!("rule `{}`: {e}", rule.name));
+                        let error = format!("rule `{}`: {e}", rule.name);
+                        steps.push((
+                            ev.event_id.clone(),
+                            Step::now("failed").rule(&rule.name).detail(error.clone()),
+                        ));
+                        result.failed.insert(ev.event_id.clone(), error);
                     }
                     continue;
                 }
             };
+            for ev in &matched.events {
+                steps.push((
+                    ev.event_id.clone(),
+                    Step::now("aggregated")
+                        .rule(&rule.name)
+                        .detail(format!("{} alert(s) from this batch", alerts.len())),
+                ));
+            }
             for alert in alerts {
                 let notification_id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
                 out.notifications
                     .push(notification_row(&notification_id, &alert));
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
+                let names: Vec<&str> = channels.iter().map(|c| &*c.name).collect();
+                for ev in matched.events.iter().filter(|ev| alert_covers(&alert, ev)) {
+                    steps.push((
+                        ev.event_id.clone(),
+                        Step::now("notified")
+                            .rule(&rule.name)
+                            .notification(&notification_id)
+                            .detail(format!("{}; channels: {}", alert.title, names.join(", "))),
+                    ));
+                }
                 notify::run(
                     &mut self.instances,
                     g,
@@ -266,6 +321,7 @@ impl Worker {
             }
         }
         result.durable = make_durable(&self.state, &self.deliverer, out, sync).await;
+        self.traces.record(steps).await;
         metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
         result
     }
@@ -287,11 +343,21 @@ async fn make_durable(
     }
     let intent =
         serde_json::to_string(&out).map_err(|e| format!("encoding the outbox intent: {e}"))?;
-    let key = state.put_intent(intent);
+    let key = state.put_intent(intent).await;
     state.sync().await.map_err(|e| e.to_string())?;
     deliverer.commit(out).await.map_err(|e| e.to_string())?;
-    state.delete(&key);
+    state.delete(&key).await;
     Ok(())
+}
+
+/// Whether `alert` stands for `event`: its `error-code` and `service`
+/// labels (when the aggregator set them) match the event's.
+fn alert_covers(alert: &Alert, event: &crate::plugin::bindings::ErrorEvent) -> bool {
+    alert.labels.iter().all(|(k, v)| match k.as_str() {
+        "error-code" => *v == event.error_code,
+        "service" => *v == event.service_name,
+        _ => true,
+    })
 }
 
 /// The history record of an alert.

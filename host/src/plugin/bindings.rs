@@ -9,6 +9,8 @@ pub mod aggregator {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "aggregator",
+        // State may live in Redis: its calls await the network.
+        imports: { "tocsin:plugin/state": async },
         exports: { default: async },
     });
 }

@@ -15,7 +15,7 @@ use super::bindings::{
     aggregator::Aggregator, channel::Channel, router::Router, Alert, ErrorEvent,
 };
 use super::loader::{LoadedPlugin, PluginPre};
-use super::{CallScope, Grants, HostCtx, LimitHit, Runtime, EPOCH_TICK};
+use super::{CallScope, Grants, HostCtx, LimitHit, Runtime};
 use crate::deliver::Delivery;
 
 /// One use of a plugin by a rule: the id passed to `configure` and its
@@ -115,17 +115,17 @@ impl Instances {
     async fn instantiate(rt: &Runtime, plugin: &LoadedPlugin) -> Result<Live, CallError> {
         let mut store = Store::new(rt.engine(), rt.new_ctx(&plugin.name));
         store.limiter(|c| c);
+        // Every epoch tick the running guest yields to tokio (a runaway
+        // plugin never stalls other tasks) and its budget is checked.
         store.epoch_deadline_callback(|mut ctx| {
             let data = ctx.data_mut();
-            if data.ticks_left == 0 {
+            if data.charge_and_check() {
                 data.hit = Some(LimitHit::Deadline);
                 return Err(wasmtime::Error::msg("CPU deadline exceeded"));
             }
-            data.ticks_left -= 1;
             Ok(UpdateDeadline::Yield(1))
         });
-        let ticks = ticks_for(rt);
-        store.data_mut().ticks_left = ticks;
+        store.data_mut().start_call();
         store.set_epoch_deadline(1);
         let bound = match &plugin.pre {
             PluginPre::Aggregator(pre) => pre
@@ -185,12 +185,11 @@ impl Instances {
         u: PluginUse<'_>,
         b: &BindingConfig,
     ) -> Result<(), CallError> {
-        let rt = self.rt.clone();
         let hash = u.plugin.hash.clone();
         let Some(live) = self.live.get_mut(&hash) else {
             return Ok(());
         };
-        begin(&rt, &mut live.store, b.rule.clone(), Arc::default());
+        begin(&mut live.store, b.rule.clone(), Arc::default());
         let result = match &live.bound {
             Bound::Aggregator(p) => {
                 p.call_configure(&mut live.store, &b.id, &b.config_json)
@@ -242,9 +241,8 @@ impl Instances {
         rule: Arc<str>,
         events: &[ErrorEvent],
     ) -> Result<Vec<Alert>, CallError> {
-        let rt = self.rt.clone();
         let live = self.live(u).await?;
-        begin(&rt, &mut live.store, rule, Arc::default());
+        begin(&mut live.store, rule, Arc::default());
         let result = match &live.bound {
             Bound::Aggregator(p) => p.call_aggregate(&mut live.store, binding, events).await,
             _ => Ok(Err(format!("`{}` is not an aggregator", u.plugin.name))),
@@ -261,9 +259,8 @@ impl Instances {
         alert: &Alert,
         channels: &[String],
     ) -> Result<Vec<String>, CallError> {
-        let rt = self.rt.clone();
         let live = self.live(u).await?;
-        begin(&rt, &mut live.store, rule, Arc::default());
+        begin(&mut live.store, rule, Arc::default());
         let result = match &live.bound {
             Bound::Router(p) => {
                 p.call_route(&mut live.store, binding, alert, channels)
@@ -284,9 +281,8 @@ impl Instances {
         grants: Arc<Grants>,
         alert: &Alert,
     ) -> Result<Vec<Delivery>, CallError> {
-        let rt = self.rt.clone();
         let live = self.live(u).await?;
-        begin(&rt, &mut live.store, rule, grants);
+        begin(&mut live.store, rule, grants);
         let result = match &live.bound {
             Bound::Channel(p) => p.call_deliver(&mut live.store, binding, alert).await,
             _ => Ok(Err(format!("`{}` is not a channel", u.plugin.name))),
@@ -315,17 +311,10 @@ impl Instances {
     }
 }
 
-fn ticks_for(rt: &Runtime) -> u32 {
-    let ticks = rt.limits().call_timeout.as_micros() / EPOCH_TICK.as_micros().max(1);
-    u32::try_from(ticks.max(1)).unwrap_or(u32::MAX)
-}
-
 /// Resets the sandbox budget and the call scope before a call.
-fn begin(rt: &Runtime, store: &mut Store<HostCtx>, rule: Arc<str>, grants: Arc<Grants>) {
-    let ticks = ticks_for(rt);
+fn begin(store: &mut Store<HostCtx>, rule: Arc<str>, grants: Arc<Grants>) {
     let data = store.data_mut();
-    data.ticks_left = ticks;
-    data.hit = None;
+    data.start_call();
     data.scope = CallScope::new(rule, grants);
     store.set_epoch_deadline(1);
 }

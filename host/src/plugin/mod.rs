@@ -179,7 +179,10 @@ impl Runtime {
             host: self.inner.host.clone(),
             scope: CallScope::default(),
             memory_cap: self.inner.limits.memory_bytes,
-            ticks_left: 0,
+            charged: Duration::ZERO,
+            last_check: std::time::Instant::now(),
+            call_budget: self.inner.limits.call_timeout,
+            host_wait: Duration::ZERO,
             hit: None,
         }
     }
@@ -205,13 +208,43 @@ pub struct HostCtx {
     /// The call in progress.
     pub scope: CallScope,
     memory_cap: usize,
-    /// Epoch ticks the current call may still run.
-    ticks_left: u32,
+    /// Guest time charged to the current call, and its budget.
+    charged: Duration,
+    call_budget: Duration,
+    /// The previous deadline check (or the call's start).
+    last_check: std::time::Instant,
+    /// Time spent waiting in async host calls (Redis) since the last
+    /// check: not the plugin's CPU, so not charged.
+    pub(crate) host_wait: Duration,
     /// Set when a sandbox limit stopped the call.
     hit: Option<LimitHit>,
 }
 
 impl HostCtx {
+    /// Starts the budget of a new call.
+    pub(crate) fn start_call(&mut self) {
+        self.charged = Duration::ZERO;
+        self.last_check = std::time::Instant::now();
+        self.host_wait = Duration::ZERO;
+        self.hit = None;
+    }
+
+    /// Charges the guest for the time since the last check and says
+    /// whether its budget is spent. Called at every epoch tick while the
+    /// guest runs. What is charged approximates the guest's CPU: host waits
+    /// are subtracted, and no span counts more than two ticks, so time the
+    /// task spent parked after a yield (a loaded machine) is not charged.
+    pub(crate) fn charge_and_check(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let span = now
+            .duration_since(self.last_check)
+            .saturating_sub(self.host_wait);
+        self.charged += span.min(EPOCH_TICK * 2);
+        self.last_check = now;
+        self.host_wait = Duration::ZERO;
+        self.charged > self.call_budget
+    }
+
     /// What the guest printed (its panic message, usually), lossily decoded.
     pub fn take_output(&mut self) -> String {
         String::from_utf8_lossy(&self.stderr.contents())

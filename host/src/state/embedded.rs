@@ -45,6 +45,21 @@ struct Entry {
     expires_at: Option<i64>,
 }
 
+/// A value as handed to another backend.
+#[derive(Clone, Debug)]
+pub enum ExportedValue {
+    Counter { count: u64, window_start: i64 },
+    Text(String),
+    List(Vec<String>),
+}
+
+/// An entry as handed to another backend.
+#[derive(Clone, Debug)]
+pub struct ExportedEntry {
+    pub value: ExportedValue,
+    pub expires_at: Option<i64>,
+}
+
 #[derive(Serialize, Deserialize)]
 enum Record {
     Put(String, Entry),
@@ -284,6 +299,39 @@ impl EmbeddedState {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Removes and returns every live entry (Redis reconciliation).
+    pub fn drain(&self) -> Vec<(String, ExportedEntry)> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let map = std::mem::take(&mut inner.map);
+        let mut out = Vec::with_capacity(map.len());
+        for (k, e) in map {
+            Self::log_del(&mut inner, &k);
+            if e.expires_at.is_some_and(|t| t <= now) {
+                continue;
+            }
+            let value = match e.value {
+                Value::Counter {
+                    count,
+                    window_start,
+                } => ExportedValue::Counter {
+                    count,
+                    window_start,
+                },
+                Value::Text(t) => ExportedValue::Text(t),
+                Value::List(l) => ExportedValue::List(l),
+            };
+            out.push((
+                k,
+                ExportedEntry {
+                    value,
+                    expires_at: e.expires_at,
+                },
+            ));
+        }
+        out
     }
 
     /// Waits until all changes made before this call are on disk.

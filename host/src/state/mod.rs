@@ -3,13 +3,18 @@
 //! State lives here, not in plugin memory, so it survives plugin swaps,
 //! traps and restarts. Every key is scoped to a rule by the caller
 //! ([`scoped_key`]) so rules never see each other's counters.
+//!
+//! Two backends behind one interface: [`embedded`] (the default: local
+//! data directory) and [`redis`] (several instances share counters).
 
 pub mod embedded;
+pub mod redis;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use embedded::EmbeddedState;
+pub use redis::RedisState;
 
 /// Result of an atomic windowed add; mirrors the WIT `window-hit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +36,8 @@ pub enum StateError {
     },
     #[error("state backend is closed")]
     Closed,
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 /// The state backend the engine runs on. An enum rather than a trait object:
@@ -39,6 +46,8 @@ pub enum StateError {
 pub enum StateStore {
     /// Local data directory: in-memory map plus a group-committed log.
     Embedded(Arc<EmbeddedState>),
+    /// Redis, shared by instances; local fallback while Redis is down.
+    Redis(Arc<RedisState>),
 }
 
 impl StateStore {
@@ -47,7 +56,8 @@ impl StateStore {
         Ok(Self::Embedded(Arc::new(EmbeddedState::open(dir)?)))
     }
 
-    pub fn window_add(
+    /// See the WIT `state.window-add`.
+    pub async fn window_add(
         &self,
         key: &str,
         delta: u32,
@@ -57,79 +67,111 @@ impl StateStore {
     ) -> WindowHit {
         match self {
             Self::Embedded(s) => s.window_add(key, delta, now, window_ms, threshold),
+            Self::Redis(s) => s.window_add(key, delta, now, window_ms, threshold).await,
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<String> {
+    /// See the WIT `state.get`.
+    pub async fn get(&self, key: &str) -> Option<String> {
         match self {
             Self::Embedded(s) => s.get(key),
+            Self::Redis(s) => s.get(key).await,
         }
     }
 
-    pub fn set(&self, key: &str, value: String, ttl_ms: Option<u64>) {
+    /// See the WIT `state.set`.
+    pub async fn set(&self, key: &str, value: String, ttl_ms: Option<u64>) {
         match self {
-            Self::Embedded(s) => s.set(key, value, ttl_ms, false),
-        };
+            Self::Embedded(s) => {
+                s.set(key, value, ttl_ms, false);
+            }
+            Self::Redis(s) => {
+                s.set(key, value, ttl_ms, false).await;
+            }
+        }
     }
 
-    pub fn set_if_absent(&self, key: &str, value: String, ttl_ms: Option<u64>) -> bool {
+    /// See the WIT `state.set-if-absent`.
+    pub async fn set_if_absent(&self, key: &str, value: String, ttl_ms: Option<u64>) -> bool {
         match self {
             Self::Embedded(s) => s.set(key, value, ttl_ms, true),
+            Self::Redis(s) => s.set(key, value, ttl_ms, true).await,
         }
     }
 
-    pub fn delete(&self, key: &str) {
+    /// See the WIT `state.delete`.
+    pub async fn delete(&self, key: &str) {
         match self {
             Self::Embedded(s) => s.delete(key),
+            Self::Redis(s) => s.delete(key).await,
         }
     }
 
-    pub fn list_push(&self, key: &str, value: String, max_len: u32, ttl_ms: Option<u64>) -> u32 {
+    /// See the WIT `state.list-push`.
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: String,
+        max_len: u32,
+        ttl_ms: Option<u64>,
+    ) -> u32 {
         match self {
             Self::Embedded(s) => s.list_push(key, value, max_len, ttl_ms),
+            Self::Redis(s) => s.list_push(key, value, max_len, ttl_ms).await,
         }
     }
 
-    pub fn list_take(&self, key: &str) -> Vec<String> {
+    /// See the WIT `state.list-take`.
+    pub async fn list_take(&self, key: &str) -> Vec<String> {
         match self {
             Self::Embedded(s) => s.list_take(key),
+            Self::Redis(s) => s.list_take(key).await,
         }
     }
 
     /// Stores `text` under a fresh intent key and returns the key. Intents
     /// are made durable by the next [`Self::sync`], together with every
     /// counter change before them; see [`crate::pipeline`].
-    pub fn put_intent(&self, text: String) -> String {
+    pub async fn put_intent(&self, text: String) -> String {
         let key = format!("{INTENT_PREFIX}{}", uuid::Uuid::now_v7());
-        self.set(&key, text, None);
+        self.set(&key, text, None).await;
         key
     }
 
     /// Every intent left by a previous run (key, text).
-    pub fn intents(&self) -> Vec<(String, String)> {
+    pub async fn intents(&self) -> Vec<(String, String)> {
         match self {
             Self::Embedded(s) => s.texts_with_prefix(INTENT_PREFIX),
+            Self::Redis(s) => s.texts_with_prefix(INTENT_PREFIX).await,
         }
     }
 
     /// Waits until every change made so far is durable. Sources that must
-    /// acknowledge only durable work (AMQP) call this before acking.
+    /// acknowledge only durable work (AMQP) call this before acking. With
+    /// Redis, a change is recorded once Redis answered it.
     pub async fn sync(&self) -> Result<(), StateError> {
         match self {
             Self::Embedded(s) => s.sync().await,
+            Self::Redis(s) => s.sync().await,
         }
     }
 
-    /// Number of live keys, for metrics and the status API.
-    pub fn len(&self) -> usize {
+    /// Number of live keys, for metrics and the status API (a gauge, so
+    /// there is no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
+    pub async fn len(&self) -> usize {
         match self {
             Self::Embedded(s) => s.len(),
+            Self::Redis(s) => s.len().await,
         }
     }
 
-    /// True when no key is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Why the backend is degraded, if it is (Redis unreachable).
+    pub fn degraded(&self) -> Option<String> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Redis(s) => s.degraded(),
+        }
     }
 }
 

@@ -9,9 +9,17 @@
 //!   key and the reason, and rejects keys nobody asked for;
 //! * [`parse_duration`] / [`format_duration`]: `500ms`, `30s`, `15m`, `2h`, `1d`;
 //! * [`Registry`]: the per-binding configuration store;
-//! * [`rfc3339`]: epoch milliseconds as UTC text, for human-facing output.
+//! * [`rfc3339`]: epoch milliseconds as UTC text, for human-facing output;
+//! * [`channel`]: what the channel plugins that post JSON share (the alert as
+//!   plain Rust, severity colours and emoji, facts and Markdown, and the
+//!   [`json_channel!`] macro that implements the `channel` world for them);
+//! * [`sign`] (feature `sign`): HMAC-SHA256 signatures for chat robots.
 //!
 //! It has no WebAssembly bindings of its own, so it builds and tests natively.
+
+pub mod channel;
+#[cfg(feature = "sign")]
+pub mod sign;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -162,6 +170,76 @@ impl Table {
                 format!("expected a list of strings, got {}", describe(&v)),
             )),
         }
+    }
+
+    /// A string that, when given, is not blank.
+    pub fn non_empty_string(&mut self, key: &'static str) -> Result<Option<String>, String> {
+        match self.string(key)? {
+            Some(s) if s.trim().is_empty() => Err(self.error(key, "must not be empty")),
+            other => Ok(other),
+        }
+    }
+
+    /// A required, non-empty string. `example` completes the error message
+    /// ("required (e.g. ...)") so the operator sees what to write.
+    pub fn required_string(&mut self, key: &'static str, example: &str) -> Result<String, String> {
+        self.non_empty_string(key)?
+            .ok_or_else(|| self.error(key, format!("required (e.g. {example})")))
+    }
+
+    /// One of `choices` (e.g. a format name), or `None` when absent.
+    pub fn choice(
+        &mut self,
+        key: &'static str,
+        choices: &[&'static str],
+    ) -> Result<Option<&'static str>, String> {
+        let Some(value) = self.string(key)? else {
+            return Ok(None);
+        };
+        match choices.iter().find(|c| **c == value) {
+            Some(choice) => Ok(Some(*choice)),
+            None => {
+                let quoted: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+                let last = quoted.len().saturating_sub(1);
+                let listed = match quoted.split_at(last) {
+                    ([], [only]) => only.clone(),
+                    (init, [last]) => format!("{} or {last}", init.join(", ")),
+                    _ => String::new(),
+                };
+                Err(self.error(key, format!("unknown {key} \"{value}\" (use {listed})")))
+            }
+        }
+    }
+
+    /// An absolute `http://` or `https://` URL with a host, and without
+    /// whitespace. The host's own check (`grants.http`) comes later; this
+    /// one catches typos when the rule is loaded.
+    pub fn url(&mut self, key: &'static str) -> Result<Option<String>, String> {
+        let Some(url) = self.string(key)? else {
+            return Ok(None);
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| {
+                self.error(
+                    key,
+                    format!("\"{url}\" must start with http:// or https://"),
+                )
+            })?;
+        if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+            return Err(self.error(key, format!("\"{url}\" has no host")));
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.error(key, format!("\"{url}\" contains whitespace")));
+        }
+        Ok(Some(url))
+    }
+
+    /// A required URL (see [`Table::url`]); `example` completes the error.
+    pub fn required_url(&mut self, key: &'static str, example: &str) -> Result<String, String> {
+        self.url(key)?
+            .ok_or_else(|| self.error(key, format!("required (e.g. \"{example}\")")))
     }
 
     /// A table of string values (e.g. HTTP headers), in key order.
@@ -404,6 +482,21 @@ mod tests {
         assert!(Table::parse("x", r#"{"a-b":1,"a_b":2}"#).is_err());
         assert!(Table::parse("x", "[1]").is_err());
         assert!(Table::parse("x", "").unwrap().finish().is_ok());
+    }
+
+    #[test]
+    fn choices_list_the_accepted_values() {
+        let mut t = Table::parse("x", r#"{"f":"z","g":"b","one":"q"}"#).unwrap();
+        assert_eq!(
+            t.choice("f", &["a", "b", "c"]).unwrap_err(),
+            r#"x: "f": unknown f "z" (use "a", "b" or "c")"#
+        );
+        assert_eq!(
+            t.choice("one", &["a"]).unwrap_err(),
+            r#"x: "one": unknown one "q" (use "a")"#
+        );
+        assert_eq!(t.choice("g", &["a", "b"]), Ok(Some("b")));
+        assert_eq!(t.choice("h", &["a"]), Ok(None));
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! call returned.
 //!
 //! ```toml
-//! [[rules.device-start.channels]]
+//! [[channels]]
 //! plugin = "webhook"
-//! url = "https://hooks.example.com/tocsin"   # required
-//! method = "POST"                            # default
-//! headers = { Authorization = "Bearer ..." } # optional
+//! config = { url = "https://hooks.example.com/tocsin" }  # required
+//! # optional: method = "POST" (default), headers = { Authorization = "Bearer ..." }
+//! grants = { http = ["hooks.example.com"] }
 //! ```
 //!
 //! Body: the WebSocket message shape plus `"version": "1"`, sent with
@@ -20,20 +20,14 @@ wit_bindgen::generate!({
     world: "channel",
 });
 
-use serde_json::{json, Map, Value};
-use tocsin::plugin::http::{send, Request};
-use tocsin::plugin::types::Severity;
-use tocsin_plugin_support::{Registry, Table};
-
-thread_local! {
-    /// Configurations by binding (see [`Registry`]).
-    static CONFIGS: Registry<Config> = const { Registry::new("webhook") };
-}
+use serde_json::{json, Value};
+use tocsin_plugin_support::channel::{JsonChannel, JsonRequest, Notice};
+use tocsin_plugin_support::Table;
 
 /// Settings of one binding, validated so a bad URL or header is reported by
 /// `tocsin check` rather than at the first alert.
 #[derive(Debug)]
-struct Config {
+struct Webhook {
     url: String,
     method: String,
     /// Includes `content-type`.
@@ -48,30 +42,30 @@ fn is_token(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
 }
 
-impl Config {
-    fn parse(json: &str) -> Result<Config, String> {
-        let mut t = Table::parse("webhook", json)?;
-        let url = t.string("url")?.ok_or_else(|| {
-            t.error(
-                "url",
-                "required (e.g. \"https://hooks.example.com/tocsin\")",
-            )
-        })?;
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .ok_or_else(|| {
-                t.error(
-                    "url",
-                    format!("\"{url}\" must start with http:// or https://"),
-                )
-            })?;
-        if rest.is_empty() || rest.starts_with('/') {
-            return Err(t.error("url", format!("\"{url}\" has no host")));
-        }
-        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(t.error("url", format!("\"{url}\" contains whitespace")));
-        }
+/// The request body: the WebSocket message plus a format version, so
+/// receivers can detect a future change of shape.
+fn body(alert: &Notice) -> Value {
+    json!({
+        "version": "1",
+        "type": "alert",
+        "rule": alert.rule,
+        "key": alert.key,
+        "count": alert.count,
+        "severity": alert.severity.name(),
+        "title": alert.title,
+        "summary": alert.summary,
+        "samples": alert.samples,
+        "labels": alert.labels_json(),
+        "firstSeen": alert.first_seen,
+        "lastSeen": alert.last_seen,
+    })
+}
+
+impl JsonChannel for Webhook {
+    const NAME: &'static str = "webhook";
+
+    fn configure(t: &mut Table) -> Result<Self, String> {
+        let url = t.required_url("url", "https://hooks.example.com/tocsin")?;
         let method = t.string("method")?.unwrap_or_else(|| "POST".to_string());
         if !method.chars().all(|c| c.is_ascii_alphabetic()) || method.is_empty() {
             return Err(t.error("method", format!("\"{method}\" is not an HTTP method")));
@@ -95,82 +89,35 @@ impl Config {
         {
             headers.push(("content-type".to_string(), "application/json".to_string()));
         }
-        t.finish()?;
-        Ok(Config {
+        Ok(Webhook {
             url,
             method,
             headers,
         })
     }
-}
 
-fn severity_name(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "critical",
-        Severity::High => "high",
-        Severity::Medium => "medium",
-        Severity::Low => "low",
+    fn render(&self, alert: &Notice) -> Result<JsonRequest, String> {
+        Ok(JsonRequest {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: body(alert),
+        })
     }
 }
 
-/// The request body: the WebSocket message plus a format version, so
-/// receivers can detect a future change of shape.
-fn body(alert: &Alert) -> Value {
-    let labels: Map<String, Value> = alert
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    json!({
-        "version": "1",
-        "type": "alert",
-        "rule": alert.rule,
-        "key": alert.key,
-        "count": alert.count,
-        "severity": severity_name(alert.severity),
-        "title": alert.title,
-        "summary": alert.summary,
-        "samples": alert.samples,
-        "labels": labels,
-        "firstSeen": alert.first_seen,
-        "lastSeen": alert.last_seen,
-    })
-}
-
-/// The component's exports.
-struct Webhook;
-
-impl Guest for Webhook {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let config = Config::parse(&config)?;
-        CONFIGS.with(|c| c.insert(&binding, config));
-        Ok(())
-    }
-
-    fn deliver(binding: String, alert: Alert) -> Result<(), String> {
-        let config = CONFIGS.with(|c| c.get(&binding))?;
-        let request = Request {
-            method: config.method.clone(),
-            url: config.url.clone(),
-            headers: config.headers.clone(),
-            body: body(&alert).to_string().into_bytes(),
-        };
-        send(&request).map_err(|e| format!("webhook: {e}"))
-    }
-}
-
-export!(Webhook);
+tocsin_plugin_support::json_channel!(Webhook);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tocsin_plugin_support::channel::configure;
 
     #[test]
     fn config_validation() {
-        let c = Config::parse(
-            r#"{"url":"https://h.example/x","method":"put","headers":{"X-Token":"t"}}"#,
-        )
-        .unwrap();
+        let c: Webhook =
+            configure(r#"{"url":"https://h.example/x","method":"put","headers":{"X-Token":"t"}}"#)
+                .unwrap();
         assert_eq!(c.method, "PUT");
         assert_eq!(
             c.headers,
@@ -179,12 +126,23 @@ mod tests {
                 ("content-type".to_string(), "application/json".to_string())
             ]
         );
-        let err = |json: &str| Config::parse(json).unwrap_err();
+        let err = |json: &str| configure::<Webhook>(json).unwrap_err();
         assert!(err("{}").starts_with(r#"webhook: "url": required"#));
         assert!(err(r#"{"url":"ftp://x"}"#).contains("must start with http:// or https://"));
         assert!(err(r#"{"url":"https://"}"#).contains("no host"));
         assert!(err(r#"{"url":"http://x","headers":{"a b":"c"}}"#).contains("\"a b\""));
         assert!(err(r#"{"url":"http://x","headers":{"a":"c\nd"}}"#).contains("line break"));
         assert!(err(r#"{"url":"http://x","method":"GET /"}"#).contains("\"method\""));
+    }
+
+    #[test]
+    fn body_is_the_stream_message_with_a_version() {
+        let c: Webhook = configure(r#"{"url":"https://h.example/x"}"#).unwrap();
+        let r = c.render(&Notice::example()).unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.body["version"], "1");
+        assert_eq!(r.body["severity"], "critical");
+        assert_eq!(r.body["labels"]["service"], "device-service");
+        assert_eq!(r.body["lastSeen"], 1_714_566_900_000_i64);
     }
 }

@@ -1,0 +1,395 @@
+//! The Redis state backend: several tocsin instances share counters.
+//!
+//! Every windowed add is one Lua script, so increment, window expiry and
+//! the threshold check are a single atomic step across all instances: two
+//! instances that each see half of a key's events still fire exactly once.
+//! All keys carry `[redis] prefix`, so deployments can share one Redis.
+//!
+//! Outage behaviour (documented in the README): when Redis does not answer
+//! (1 s timeout), the instance marks itself degraded (`/readyz`,
+//! `tocsin_state_degraded`) and keeps processing on local state in its data
+//! directory. During the outage each instance counts alone: a key whose
+//! events are spread over instances fires later than it would have, and a
+//! quiet period or dedup mark set elsewhere is not seen. A background probe
+//! notices Redis coming back and reconciles: local counts are added to the
+//! shared counters (their threshold is checked on the key's next event) and
+//! local marks and values are copied over when absent; local sample lists are
+//! dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{EmbeddedState, StateError, WindowHit};
+
+const WINDOW_ADD: &str = r#"
+local c = redis.call('HMGET', KEYS[1], 'c', 's')
+local count = tonumber(c[1]) or 0
+local start = tonumber(c[2])
+local now = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+if start == nil or (now - start) >= window then
+  count = 0
+  start = now
+end
+local before = count
+local total = count + tonumber(ARGV[1])
+local threshold = tonumber(ARGV[4])
+local fires = 0
+local after = total
+if threshold > 0 then
+  fires = math.floor(total / threshold)
+  after = total % threshold
+end
+if after == 0 then
+  redis.call('DEL', KEYS[1])
+else
+  local ns = start
+  if fires > 0 then ns = now end
+  redis.call('HSET', KEYS[1], 'c', after, 's', ns)
+  redis.call('PEXPIRE', KEYS[1], window)
+end
+return {before, fires, after, start}
+"#;
+
+const MERGE_COUNT: &str = r#"
+local c = redis.call('HMGET', KEYS[1], 'c', 's')
+local start = tonumber(c[2])
+local s = tonumber(ARGV[2])
+if start == nil or s < start then start = s end
+redis.call('HSET', KEYS[1], 's', start)
+redis.call('HINCRBY', KEYS[1], 'c', ARGV[1])
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"#;
+
+const LIST_PUSH: &str = r#"
+local n = redis.call('LLEN', KEYS[1])
+if n < tonumber(ARGV[2]) then n = redis.call('RPUSH', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[3]) >= 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return n
+"#;
+
+const LIST_TAKE: &str = r#"
+local v = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return v
+"#;
+
+/// See the module documentation.
+pub struct RedisState {
+    conn: ConnectionManager,
+    prefix: String,
+    local: Arc<EmbeddedState>,
+    degraded: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    window_add: Script,
+    merge_count: Script,
+    list_push: Script,
+    list_take: Script,
+}
+
+impl RedisState {
+    /// Connects to `url`; `local_dir` holds the fallback state.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        local_dir: &std::path::Path,
+    ) -> Result<Arc<Self>, StateError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StateError::Redis(format!("[redis] url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| StateError::Redis(format!("connecting to Redis: {e}")))?;
+        let me = Arc::new(Self {
+            conn,
+            prefix: prefix.to_string(),
+            local: Arc::new(EmbeddedState::open(local_dir)?),
+            degraded: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            window_add: Script::new(WINDOW_ADD),
+            merge_count: Script::new(MERGE_COUNT),
+            list_push: Script::new(LIST_PUSH),
+            list_take: Script::new(LIST_TAKE),
+        });
+        metrics::gauge!("tocsin_state_degraded").set(0.0);
+        let probe = me.clone();
+        tokio::spawn(async move { probe.recover_loop().await });
+        Ok(me)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn fail(&self, e: redis::RedisError) {
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            tracing::error!(error = %e, "Redis unreachable: degraded, counting on local state");
+            metrics::gauge!("tocsin_state_degraded").set(1.0);
+        }
+        *self.last_error.lock() = Some(e.to_string());
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    /// The degraded reason, if degraded.
+    pub fn degraded(&self) -> Option<String> {
+        self.is_degraded().then(|| {
+            format!(
+                "Redis unavailable ({}): counting on local state",
+                self.last_error.lock().clone().unwrap_or_default()
+            )
+        })
+    }
+
+    /// See the WIT `state.window-add`.
+    pub async fn window_add(
+        &self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> WindowHit {
+        if !self.is_degraded() {
+            let mut conn = self.conn.clone();
+            let r: redis::RedisResult<(i64, i64, i64, i64)> = self
+                .window_add
+                .key(self.key(key))
+                .arg(delta)
+                .arg(now)
+                .arg(window_ms)
+                .arg(threshold)
+                .invoke_async(&mut conn)
+                .await;
+            match r {
+                Ok((before, fires, after, start)) => {
+                    return WindowHit {
+                        before: before.max(0) as u64,
+                        fires: fires.clamp(0, u32::MAX as i64) as u32,
+                        after: after.max(0) as u64,
+                        window_start: start,
+                    }
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+        self.local.window_add(key, delta, now, window_ms, threshold)
+    }
+
+    /// See the WIT `state.get`.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        if !self.is_degraded() {
+            let mut conn = self.conn.clone();
+            match conn.get::<_, Option<String>>(self.key(key)).await {
+                Ok(v) => return v,
+                // A key holding a counter or list is "no value", not an outage.
+                Err(e) if e.code() == Some("WRONGTYPE") => return None,
+                Err(e) => self.fail(e),
+            }
+        }
+        self.local.get(key)
+    }
+
+    /// See the WIT `state.set` / `state.set-if-absent`.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl_ms: Option<u64>,
+        only_if_absent: bool,
+    ) -> bool {
+        if !self.is_degraded() {
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(key)).arg(&value);
+            if let Some(ttl) = ttl_ms {
+                cmd.arg("PX").arg(ttl.max(1));
+            }
+            if only_if_absent {
+                cmd.arg("NX");
+            }
+            match cmd.query_async::<Option<String>>(&mut conn).await {
+                Ok(reply) => return reply.is_some(),
+                Err(e) => self.fail(e),
+            }
+        }
+        self.local.set(key, value, ttl_ms, only_if_absent)
+    }
+
+    /// See the WIT `state.delete`.
+    pub async fn delete(&self, key: &str) {
+        if !self.is_degraded() {
+            let mut conn = self.conn.clone();
+            match conn.del::<_, i64>(self.key(key)).await {
+                Ok(_) => {}
+                Err(e) => self.fail(e),
+            }
+        }
+        // Also locally: a key set during an outage must not resurrect.
+        self.local.delete(key)
+    }
+
+    /// See the WIT `state.list-push`.
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: String,
+        max_len: u32,
+        ttl_ms: Option<u64>,
+    ) -> u32 {
+        if !self.is_degraded() {
+            let mut conn = self.conn.clone();
+            let ttl: i64 = ttl_ms.map(|t| t as i64).unwrap_or(-1);
+            match self
+                .list_push
+                .key(self.key(key))
+                .arg(&value)
+                .arg(max_len)
+                .arg(ttl)
+                .invoke_async::<i64>(&mut conn)
+                .await
+            {
+                Ok(n) => return n.clamp(0, u32::MAX as i64) as u32,
+                Err(e) => self.fail(e),
+            }
+        }
+        self.local.list_push(key, value, max_len, ttl_ms)
+    }
+
+    /// See the WIT `state.list-take`.
+    pub async fn list_take(&self, key: &str) -> Vec<String> {
+        if !self.is_degraded() {
+            let mut conn = self.conn.clone();
+            match self
+                .list_take
+                .key(self.key(key))
+                .invoke_async::<Vec<String>>(&mut conn)
+                .await
+            {
+                Ok(v) => return v,
+                Err(e) => self.fail(e),
+            }
+        }
+        self.local.list_take(key)
+    }
+
+    /// Text values under `prefix` (intents), from Redis and local state.
+    pub async fn texts_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut out = self.local.texts_with_prefix(prefix);
+        if self.is_degraded() {
+            return out;
+        }
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}{prefix}*", self.prefix);
+        let keys: Vec<String> = match redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(k) => k,
+            Err(e) => {
+                self.fail(e);
+                return out;
+            }
+        };
+        for full in keys {
+            if let Ok(Some(v)) = conn.get::<_, Option<String>>(&full).await {
+                out.push((full[self.prefix.len()..].to_string(), v));
+            }
+        }
+        out
+    }
+
+    /// Changes are recorded once Redis answered; local ones need a sync.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        self.local.sync().await
+    }
+
+    /// Keys in the Redis database (approximate: the whole database).
+    #[allow(clippy::len_without_is_empty)]
+    pub async fn len(&self) -> usize {
+        let mut conn = self.conn.clone();
+        redis::cmd("DBSIZE")
+            .query_async::<usize>(&mut conn)
+            .await
+            .unwrap_or(0)
+            + self.local.len()
+    }
+
+    /// Probes Redis while degraded; reconciles and switches back.
+    async fn recover_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if !self.is_degraded() {
+                continue;
+            }
+            let mut conn = self.conn.clone();
+            if redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            match self.reconcile().await {
+                Ok(n) => {
+                    self.degraded.store(false, Ordering::Release);
+                    metrics::gauge!("tocsin_state_degraded").set(0.0);
+                    metrics::counter!("tocsin_state_reconciled_total").increment(n as u64);
+                    tracing::info!(keys = n, "Redis is back: reconciled local state");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis back but reconciliation failed; retrying")
+                }
+            }
+        }
+    }
+
+    /// Copies local state into Redis (see the module documentation).
+    async fn reconcile(&self) -> Result<usize, redis::RedisError> {
+        let entries = self.local.drain();
+        let mut conn = self.conn.clone();
+        let now = crate::event::now_ms();
+        let n = entries.len();
+        for (key, entry) in entries {
+            let ttl = entry.expires_at.map(|t| (t - now).max(1)).unwrap_or(0);
+            match entry.value {
+                embedded::ExportedValue::Counter {
+                    count,
+                    window_start,
+                } => {
+                    self.merge_count
+                        .key(self.key(&key))
+                        .arg(count)
+                        .arg(window_start)
+                        .arg(ttl)
+                        .invoke_async::<i64>(&mut conn)
+                        .await?;
+                }
+                embedded::ExportedValue::Text(v) => {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(self.key(&key)).arg(v).arg("NX");
+                    if ttl > 0 {
+                        cmd.arg("PX").arg(ttl);
+                    }
+                    cmd.query_async::<Option<String>>(&mut conn).await?;
+                }
+                embedded::ExportedValue::List(_) => {}
+            }
+        }
+        Ok(n)
+    }
+}
+
+use super::embedded;

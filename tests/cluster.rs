@@ -1,0 +1,224 @@
+//! Several tocsin instances on one RabbitMQ queue, sharing state in Redis:
+//! counting stays exact (each alert fires once), every alert is emailed
+//! once, and a WebSocket client connected to one instance sees every
+//! instance's notifications.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tocsin_tests::peers::SmtpSink;
+use tocsin_tests::rabbit::Rabbit;
+use tocsin_tests::{wait_for, Setup, Tocsin};
+
+const WAIT: Duration = Duration::from_secs(180);
+const EVENTS: usize = 30_000;
+const KEYS: usize = 300;
+const ALERTS: usize = EVENTS / 10;
+
+const RULE: &str = r#"
+[match]
+codes = ["CLUSTER_TEST"]
+[aggregate]
+plugin = "threshold"
+config = { threshold = 10, window = "1h", samples = 1 }
+[[channels]]
+plugin = "websocket"
+grants = { websocket = true }
+[[channels]]
+plugin = "email"
+grants = { email = ["default"] }
+"#;
+
+async fn cluster(rabbit: &Rabbit, smtp: &SmtpSink, prefix: &str) -> anyhow::Result<Vec<Tocsin>> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let mut env = rabbit.env();
+        env.extend([
+            (
+                "TOCSIN_REDIS_URL".to_string(),
+                "redis://127.0.0.1:6379".to_string(),
+            ),
+            ("TOCSIN_REDIS_PREFIX".to_string(), prefix.to_string()),
+            ("TOCSIN_SMTP_HOST".to_string(), "127.0.0.1".to_string()),
+            ("TOCSIN_SMTP_PORT".to_string(), smtp.port.to_string()),
+            ("TOCSIN_SMTP_TO".to_string(), "ops@example.com".to_string()),
+            ("TOCSIN_ENGINE_WORKERS".to_string(), "1".to_string()),
+            ("TOCSIN_AMQP_PREFETCH".to_string(), "200".to_string()),
+        ]);
+        let t = Tocsin::start(Setup {
+            plugins: vec!["threshold", "websocket", "email"],
+            default_rules: false,
+            rules: vec![("cluster.toml".into(), RULE.into())],
+            env,
+        })
+        .await?;
+        out.push(t);
+    }
+    for t in &out {
+        wait_for("instance consuming", WAIT, || async {
+            Ok(t.http.get(t.url("/readyz")).send().await?.status() == 200)
+        })
+        .await?;
+    }
+    Ok(out)
+}
+
+fn event(i: usize) -> Value {
+    json!({
+        "errorCode": "CLUSTER_TEST", "severity": "high", "serviceName": format!("svc-{}", i % KEYS),
+        "message": format!("event {i}"), "eventId": format!("c-{i}"),
+    })
+}
+
+async fn notifications(t: &Tocsin) -> anyhow::Result<Vec<Value>> {
+    Ok(t.get_json("/v1/notifications?rule=cluster&limit=100000")
+        .await?["notifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Every instance's alerts, checked for exactness: ALERTS in all, KEYS
+/// keys with ALERTS / KEYS each, every one counting 10 events.
+async fn assert_exact(instances: &[Tocsin]) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for t in instances {
+        all.extend(notifications(t).await?);
+    }
+    assert_eq!(
+        all.len(),
+        ALERTS,
+        "exactly one alert per 10 events across the cluster"
+    );
+    assert!(all.iter().all(|n| n["count"] == 10));
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &all {
+        *per_key
+            .entry(n["key"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_key.len(), KEYS);
+    assert!(per_key.values().all(|&c| c == ALERTS / KEYS), "{per_key:?}");
+    Ok(())
+}
+
+async fn total_alerts(instances: &[Tocsin]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for t in instances {
+        n += notifications(t).await?.len();
+    }
+    Ok(n)
+}
+
+async fn run(kill_one: bool) -> anyhow::Result<()> {
+    let rabbit = Rabbit::new(if kill_one { "cluster-kill" } else { "cluster" }).await?;
+    let smtp = SmtpSink::start(None).await?;
+    let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
+    let mut instances = cluster(&rabbit, &smtp, &prefix).await?;
+    let mut ws = instances[0].ws("").await?;
+
+    let publisher = rabbit.another().await?;
+    let sender = tokio::spawn(async move {
+        for i in 0..EVENTS {
+            publisher.publish_event(&event(i)).await?;
+        }
+        anyhow::Ok(())
+    });
+    if kill_one {
+        let victim = &instances[2];
+        wait_for("the victim processing", WAIT, || async {
+            Ok(victim.metric("tocsin_events_processed_total", &[]).await? >= 2000.0)
+        })
+        .await?;
+        instances[2].kill()?;
+    }
+    // The WebSocket on instance 0 sees every instance's notifications.
+    let mut frames = 0;
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut restarted = !kill_one;
+    while frames < ALERTS {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "only {frames} WebSocket frames"
+        );
+        let n = match ws.next(Duration::from_secs(30)).await {
+            Ok(n) => n,
+            Err(e) => {
+                let mut state = Vec::new();
+                for t in &instances {
+                    let processed = t
+                        .metric("tocsin_events_processed_total", &[])
+                        .await
+                        .unwrap_or(-1.0);
+                    let received = t
+                        .metric("tocsin_events_received_total", &[("source", "amqp")])
+                        .await
+                        .unwrap_or(-1.0);
+                    let alerts = notifications(t).await.map(|n| n.len()).unwrap_or(0);
+                    state.push(format!(
+                        "received {received} processed {processed} alerts {alerts}"
+                    ));
+                }
+                anyhow::bail!(
+                    "{e} after {frames} frames; instances: {state:?}; queue ready {:?}",
+                    rabbit.ready(&rabbit.queue).await.ok()
+                );
+            }
+        };
+        assert_eq!(n["rule"], "cluster");
+        frames += 1;
+        if !restarted && frames > ALERTS / 2 {
+            // The killed instance comes back and finishes its own outbox.
+            instances[2].spawn().await?;
+            restarted = true;
+        }
+    }
+    sender.await??;
+    if !restarted {
+        instances[2].spawn().await?;
+    }
+    wait_for("every alert recorded", WAIT, || async {
+        Ok(total_alerts(&instances).await? >= ALERTS)
+    })
+    .await?;
+    wait_for("the queue drained", WAIT, || async {
+        Ok(rabbit.ready(&rabbit.queue).await? == 0)
+    })
+    .await?;
+    assert_exact(&instances).await?;
+    wait_for("one email per alert", WAIT, || async {
+        Ok(smtp.messages()?.len() >= ALERTS)
+    })
+    .await?;
+    let mails = smtp.messages()?;
+    assert_eq!(mails.len(), ALERTS, "each alert emailed once");
+    if !kill_one {
+        assert_eq!(frames, ALERTS);
+        // No extra frame arrives for a settled stream.
+        assert!(
+            ws.next(Duration::from_millis(500)).await.is_err(),
+            "more frames than alerts"
+        );
+    }
+    rabbit.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn three_instances_fire_each_alert_exactly_once() -> anyhow::Result<()> {
+    run(false).await
+}
+
+/// Known gap (issue 5, open): with Redis, a batch's counter changes and
+/// dedup marks are applied to Redis as the plugin makes them, while the
+/// alerts they complete are recorded only at the end of the batch. A SIGKILL
+/// in between loses those alerts (seen: 2 998 of 3 000): the redelivered
+/// events are recognised as counted. Fixing it needs the batch's state
+/// writes committed atomically with its intent (a Lua commit with version
+/// checks) or keys partitioned by instance. Run with `--ignored`.
+#[tokio::test]
+#[ignore = "known gap: alerts completed by a batch killed mid-flight are lost with the Redis backend"]
+async fn exact_with_one_instance_killed_mid_run() -> anyhow::Result<()> {
+    run(true).await
+}
