@@ -222,3 +222,80 @@ async fn three_instances_fire_each_alert_exactly_once() -> anyhow::Result<()> {
 async fn exact_with_one_instance_killed_mid_run() -> anyhow::Result<()> {
     run(true).await
 }
+
+#[tokio::test]
+async fn a_trace_follows_one_event_from_publish_to_delivered_email() -> anyhow::Result<()> {
+    let rabbit = Rabbit::new("trace").await?;
+    let smtp = SmtpSink::start(None).await?;
+    let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
+    let mut env = rabbit.env();
+    env.extend([
+        (
+            "TOCSIN_REDIS_URL".to_string(),
+            "redis://127.0.0.1:6379".to_string(),
+        ),
+        ("TOCSIN_REDIS_PREFIX".to_string(), prefix),
+        ("TOCSIN_SMTP_HOST".to_string(), "127.0.0.1".to_string()),
+        ("TOCSIN_SMTP_PORT".to_string(), smtp.port.to_string()),
+        ("TOCSIN_SMTP_TO".to_string(), "ops@example.com".to_string()),
+    ]);
+    let t = Tocsin::start(Setup {
+        env,
+        ..Setup::default()
+    })
+    .await?;
+    wait_for("consuming", WAIT, || async {
+        Ok(t.http.get(t.url("/readyz")).send().await?.status() == 200)
+    })
+    .await?;
+    let id = format!("trace-{}", uuid::Uuid::new_v4().simple());
+    rabbit
+        .publish_event(&json!({
+            "eventId": id, "errorCode": "DATABASE_CONNECTION_FAILED", "severity": "critical",
+            "serviceName": "billing", "message": "pg-main refused the connection",
+        }))
+        .await?;
+    wait_for("the email", WAIT, || async {
+        Ok(smtp.messages()?.len() == 1)
+    })
+    .await?;
+    let path = format!("/v1/events/{id}/trace");
+    wait_for("the trace showing the delivered email", WAIT, || async {
+        let trace = t.get_json(&path).await?;
+        let delivered = trace["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["deliveries"].as_array().cloned().unwrap_or_default())
+            .any(|d| d["kind"] == "email" && d["status"] == "delivered");
+        Ok(delivered)
+    })
+    .await?;
+    let trace = t.get_json(&path).await?;
+    let stages: Vec<&str> = trace["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        vec!["received", "matched", "aggregated", "notified"],
+        "{trace}"
+    );
+    let steps = trace["steps"].as_array().cloned().unwrap_or_default();
+    assert_eq!(steps[0]["detail"], "from amqp");
+    assert_eq!(steps[1]["rule"], "database-connection-failed");
+    let email = steps[3]["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|d| d["kind"] == "email")
+        .unwrap_or_default();
+    assert_eq!(email["attempts"], 1);
+    let unknown = t.http.get(t.url("/v1/events/nope/trace")).send().await?;
+    assert_eq!(unknown.status().as_u16(), 404);
+    rabbit.cleanup().await;
+    Ok(())
+}

@@ -96,7 +96,10 @@ impl Traces {
     /// Traces in Redis under `<prefix>trace:<event id>`, 24 h each.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("[redis] url: {e}"))?;
-        let conn = redis::aio::ConnectionManager::new(client)
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(1)));
+        let conn = redis::aio::ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| format!("connecting to Redis for traces: {e}"))?;
         Ok(Self {
@@ -145,11 +148,14 @@ impl Traces {
                 for key in keys {
                     pipe.pexpire(&key, REDIS_TTL_MS as i64).ignore();
                 }
+                // Off the pipeline's path: a slow or absent Redis delays no event.
                 let mut conn = conn.clone();
-                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                    metrics::counter!("tocsin_trace_errors_total").increment(1);
-                    tracing::debug!(error = %e, "trace steps not recorded");
-                }
+                tokio::spawn(async move {
+                    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                        metrics::counter!("tocsin_trace_errors_total").increment(1);
+                        tracing::debug!(error = %e, "trace steps not recorded");
+                    }
+                });
             }
         }
     }

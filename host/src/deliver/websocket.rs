@@ -67,7 +67,10 @@ impl WsHub {
     /// A cluster-wide hub over Redis pub/sub (see the module documentation).
     pub async fn clustered(url: &str, prefix: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("[redis] url: {e}"))?;
-        let conn = redis::aio::ConnectionManager::new(client.clone())
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("connecting to Redis for the WebSocket relay: {e}"))?;
         let mut hub = Self::new();
