@@ -130,18 +130,56 @@ pub struct RuleStatus {
     pub last_error: Option<String>,
 }
 
-struct PluginEntry {
+/// One watched file: the version serving, and why the file on disk is not.
+struct Entry<T> {
     file: PathBuf,
-    current: Option<Arc<LoadedPlugin>>,
+    current: Option<Arc<T>>,
     last_error: Option<String>,
     /// Hash of the bytes that failed, so an unchanged bad file is not retried.
     failed_hash: Option<String>,
 }
 
-struct RuleEntry {
-    current: Option<Arc<ActiveRule>>,
-    last_error: Option<String>,
-    failed_hash: Option<String>,
+type PluginEntry = Entry<LoadedPlugin>;
+type RuleEntry = Entry<ActiveRule>;
+
+impl<T> Entry<T> {
+    fn new(file: &Path) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            current: None,
+            last_error: None,
+            failed_hash: None,
+        }
+    }
+
+    /// A new version validated: it serves from now on.
+    fn loaded(&mut self, value: Arc<T>, kind: &'static str) {
+        self.current = Some(value);
+        self.last_error = None;
+        self.failed_hash = None;
+        metrics::counter!("tocsin_reloads_total", "kind" => kind, "result" => "ok").increment(1);
+    }
+
+    /// The file on disk (content `hash`) was refused: keep serving the
+    /// previous version and remember why.
+    fn refused(
+        &mut self,
+        error: &str,
+        hash: String,
+        kind: &'static str,
+        report: &mut ReloadReport,
+    ) {
+        let serving = if self.current.is_some() {
+            "; the previous version keeps serving"
+        } else {
+            ""
+        };
+        let msg = format!("{}: {error}{serving}", self.file.display());
+        report.errors.push(msg.clone());
+        self.last_error = Some(msg);
+        self.failed_hash = Some(hash);
+        metrics::counter!("tocsin_reloads_total", "kind" => kind, "result" => "error").increment(1);
+    }
 }
 
 /// What one reload did, for logs and tests.
@@ -283,25 +321,10 @@ impl Catalog {
                 Ok(plugin) => {
                     tracing::info!(plugin = %name, world = %plugin.world, hash = %&plugin.hash[..12], cached = plugin.cached, compile_ms = plugin.compile_ms, "plugin loaded");
                     report.changed.push(format!("plugin {name} loaded"));
-                    entry.current = Some(plugin);
-                    entry.last_error = None;
-                    entry.failed_hash = None;
-                    metrics::counter!("tocsin_reloads_total", "kind" => "plugin", "result" => "ok")
-                        .increment(1);
+                    entry.loaded(plugin, "plugin");
                     changed = true;
                 }
-                Err(e) => {
-                    let serving = if entry.current.is_some() {
-                        "; the previous version keeps serving"
-                    } else {
-                        ""
-                    };
-                    let msg = format!("{}: {e}{serving}", path.display());
-                    report.errors.push(msg.clone());
-                    entry.last_error = Some(msg);
-                    entry.failed_hash = Some(hash);
-                    metrics::counter!("tocsin_reloads_total", "kind" => "plugin", "result" => "error").increment(1);
-                }
+                Err(e) => entry.refused(&e, hash, "plugin", report),
             }
         }
         changed
@@ -310,12 +333,7 @@ impl Catalog {
     fn plugin_entry(&mut self, name: &str, path: &Path) -> &mut PluginEntry {
         self.plugins
             .entry(name.to_string())
-            .or_insert_with(|| PluginEntry {
-                file: path.to_path_buf(),
-                current: None,
-                last_error: None,
-                failed_hash: None,
-            })
+            .or_insert_with(|| Entry::new(path))
     }
 
     /// A new plugin version must accept the configuration of every active
@@ -416,25 +434,10 @@ impl Catalog {
                 Ok(rule) => {
                     tracing::info!(rule = %rule.name, file = %path.display(), "rule loaded");
                     report.changed.push(format!("rule {} loaded", rule.name));
-                    entry.current = Some(Arc::new(rule));
-                    entry.last_error = None;
-                    entry.failed_hash = None;
-                    metrics::counter!("tocsin_reloads_total", "kind" => "rule", "result" => "ok")
-                        .increment(1);
+                    entry.loaded(Arc::new(rule), "rule");
                     changed = true;
                 }
-                Err(e) => {
-                    let serving = if entry.current.is_some() {
-                        "; the previous version keeps serving"
-                    } else {
-                        ""
-                    };
-                    let msg = format!("{}: {e}{serving}", path.display());
-                    report.errors.push(msg.clone());
-                    entry.last_error = Some(msg);
-                    entry.failed_hash = Some(hash);
-                    metrics::counter!("tocsin_reloads_total", "kind" => "rule", "result" => "error").increment(1);
-                }
+                Err(e) => entry.refused(&e, hash, "rule", report),
             }
         }
         changed
@@ -443,11 +446,7 @@ impl Catalog {
     fn rule_entry(&mut self, path: &Path) -> &mut RuleEntry {
         self.rules
             .entry(path.to_path_buf())
-            .or_insert_with(|| RuleEntry {
-                current: None,
-                last_error: None,
-                failed_hash: None,
-            })
+            .or_insert_with(|| Entry::new(path))
     }
 
     /// Parses and validates one rule file against the loaded plugins.
