@@ -25,6 +25,22 @@ fn check_accepts_the_shipped_rules_and_plugins() -> anyhow::Result<()> {
 }
 
 #[test]
+fn the_example_config_is_valid() -> anyhow::Result<()> {
+    let data = TempDir::new("check-example")?;
+    let out = Command::new(binary()?)
+        .current_dir(root())
+        .args(["check", "--config", "tocsin.example.toml", "--data"])
+        .arg(data.path())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "tocsin.example.toml must stay valid:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
 fn check_reports_each_broken_file_precisely() -> anyhow::Result<()> {
     let dir = TempDir::new("check-bad")?;
     let (rules, plugins) = (dir.path().join("rules"), dir.path().join("plugins"));
