@@ -57,6 +57,11 @@ fn main() -> Result<()> {
             services::ensure()?;
             clients::ensure()?;
             plugins::build_plugins(&root)?;
+            // The end-to-end tests drive the real binary: build it first
+            // (`cargo test` only builds binaries of the package under test).
+            let mut c = cargo();
+            c.args(["build", "-p", "tocsin", "--bins"]);
+            status(c, "building tocsin")?;
             let mut c = cargo();
             c.args(["test", "--workspace", "--no-fail-fast"])
                 .args(&rest);
