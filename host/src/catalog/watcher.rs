@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Mutex};
 use super::Catalog;
 
 /// Quiet time after the last change before reloading.
-pub const QUIET: Duration = Duration::from_millis(120);
+pub const QUIET: Duration = Duration::from_millis(25);
 /// Longest a stream of changes can delay a reload.
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
 
