@@ -214,13 +214,22 @@ pub async fn cleanup(conn: &Connection, names: &Names) -> Result<()> {
     Ok(())
 }
 
+/// How the no-op consumer acknowledges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// Every message acked on its own, the acks awaited concurrently with
+    /// consuming: the fastest honest no-op consumer.
+    Concurrent,
+    /// Every message acked on its own by a separate task that awaits each
+    /// ack before the next, which is how tocsin's AMQP source settles
+    /// deliveries; a diagnostic, to show what that pattern costs.
+    Sequential,
+}
+
 /// The no-op consumer: prefetch [`PREFETCH`], acknowledges every message
-/// one by one (no `multiple`), does nothing else. Acks are awaited
-/// concurrently with consuming, as any real consumer would (tocsin acks
-/// from a separate task too); awaiting each ack before taking the next
-/// message would measure lapin's round trip, not the broker. Returns the
-/// wall time from `basic.consume` to the `n`-th acknowledgement.
-pub async fn noop_consume(conn: &Connection, queue: &str, n: u64) -> Result<Duration> {
+/// one by one (no `multiple`), does nothing else. Returns the wall time
+/// from `basic.consume` to the `n`-th acknowledgement.
+pub async fn noop_consume(conn: &Connection, queue: &str, n: u64, mode: Acks) -> Result<Duration> {
     let ch = conn.create_channel().await?;
     ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     let started = Instant::now();
@@ -233,23 +242,54 @@ pub async fn noop_consume(conn: &Connection, queue: &str, n: u64) -> Result<Dura
         )
         .await
         .with_context(|| format!("consuming {queue}"))?;
-    let mut acks = FuturesUnordered::new();
-    let (mut got, mut acked) = (0u64, 0u64);
-    while acked < n {
-        tokio::select! {
-            Some(r) = acks.next(), if !acks.is_empty() => {
-                let r: lapin::Result<bool> = r;
-                r.context("acking")?;
-                acked += 1;
+    match mode {
+        Acks::Concurrent => {
+            let mut acks = FuturesUnordered::new();
+            let (mut got, mut acked) = (0u64, 0u64);
+            while acked < n {
+                tokio::select! {
+                    Some(r) = acks.next(), if !acks.is_empty() => {
+                        let r: lapin::Result<bool> = r;
+                        r.context("acking")?;
+                        acked += 1;
+                    }
+                    d = tokio::time::timeout(Duration::from_secs(30), consumer.next()), if got < n => {
+                        let d = d
+                            .map_err(|_| anyhow::anyhow!("no message for 30 s after {got} of {n}"))?
+                            .context("the consumer was cancelled")?
+                            .context("consuming")?;
+                        got += 1;
+                        acks.push(async move { d.ack(BasicAckOptions::default()).await });
+                    }
+                }
             }
-            d = tokio::time::timeout(Duration::from_secs(30), consumer.next()), if got < n => {
-                let d = d
+        }
+        Acks::Sequential => {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let acker = tokio::spawn(async move {
+                let mut acked = 0u64;
+                while let Some(d) = rx.recv().await {
+                    let d: lapin::message::Delivery = d;
+                    d.ack(BasicAckOptions::default()).await.context("acking")?;
+                    acked += 1;
+                    if acked == n {
+                        break;
+                    }
+                }
+                anyhow::Ok(acked)
+            });
+            for got in 0..n {
+                let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+                    .await
                     .map_err(|_| anyhow::anyhow!("no message for 30 s after {got} of {n}"))?
                     .context("the consumer was cancelled")?
                     .context("consuming")?;
-                got += 1;
-                acks.push(async move { d.ack(BasicAckOptions::default()).await });
+                if tx.send(d).is_err() {
+                    break;
+                }
             }
+            let acked = acker.await.context("the acking task panicked")??;
+            anyhow::ensure!(acked == n, "acked {acked} of {n}");
         }
     }
     let elapsed = started.elapsed();

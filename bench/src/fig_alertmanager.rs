@@ -104,7 +104,10 @@ async fn one(ctx: &Ctx, system: System, load: Vec<String>) -> Result<(serde_json
         "--cpu",
         format!("receiver={}", receiver.pid())
     ]);
-    let v = loadgen(ctx, a).await;
+    let mut v = loadgen(ctx, a).await;
+    if let (Ok(v), Server::Tocsin(t)) = (v.as_mut(), &server) {
+        crate::fig_delivery::add_outbox_mean(&t.addr, v).await;
+    }
     let rss = rss_bytes(server.pid());
     server.stop();
     receiver.stop();
@@ -229,6 +232,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let secs = ctx.pick(10.0, 3.0);
     let mut p50 = Pair::new("p50", Unit::Micros);
     let mut p99 = Pair::new("p99", Unit::Micros);
+    let mut outbox = Row::new(
+        "tocsin: of which notification created → webhook answered (mean)",
+        Unit::Micros,
+    );
     for r in 0..ctx.runs {
         for system in [System::Tocsin, System::Alertmanager] {
             let (v, _) = one(
@@ -288,6 +295,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                     note,
                 },
             );
+            if system == System::Tocsin {
+                outbox.runs.push(Run {
+                    value: num(&v, "outbox_mean_us"),
+                    cpu: None,
+                    note: None,
+                });
+            }
         }
         p50.close_run();
         p99.close_run();
@@ -381,7 +395,14 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut lat_rows = Vec::new();
     lat_rows.extend(p50.rows());
     lat_rows.extend(p99.rows());
+    lat_rows.push(outbox);
     section.para(report::table("latency", &lat_rows, "server / gen / other"));
+    section.para(
+        "The last row is tocsin's own `tocsin_delivery_latency_seconds` histogram (mean; \
+         millisecond clock): notification created in the pipeline → webhook answered, i.e. \
+         the durable writes (state log group commit, SQLite outbox), the dispatcher and the \
+         POST. Alertmanager keeps alerts in memory and notifies without writing to disk first.",
+    );
     section.para(format!(
         "**10k alerts firing at once**: {burst_n} alerts (distinct alertnames) posted in \
          batches of 100; notifications/s = {burst_n} ÷ (the last new alert's arrival − the \

@@ -5,8 +5,8 @@
 //! to the local receiver with its `Idempotency-Key`. The burst figure is
 //! the receiver's view: from the first POST until it holds N distinct keys.
 //! The latency figure runs at a steady rate and stops at the highest of
-//! 10k, 5k, 2k, 1k events/s that the delivery keeps up with (everything
-//! delivered within 250 ms of the last send), and says which.
+//! 10k, 5k, 2k, 1k events/s that the delivery keeps up with (the rate
+//! held, p99 and the last delivery within 250 ms), and says which.
 
 use anyhow::Result;
 
@@ -36,6 +36,22 @@ fn setup(url: &str) -> TocsinSetup {
         )],
         env: Vec::new(),
         listen: None,
+    }
+}
+
+/// tocsin's own view of its deliveries: the mean of
+/// `tocsin_delivery_latency_seconds` (notification created in the pipeline
+/// → webhook answered), in µs, written into the result as
+/// `outbox_mean_us`. It splits an event → webhook latency into the part
+/// before the notification exists (HTTP, queue, rules) and the part after
+/// (durable writes, dispatch, the POST). Its clock has millisecond steps,
+/// so only the mean is meaningful.
+pub async fn add_outbox_mean(addr: &str, v: &mut serde_json::Value) {
+    if let Ok((200, body)) = crate::http::get(addr, "/metrics").await {
+        let text = String::from_utf8_lossy(&body);
+        if let Some(mean) = crate::http::histogram_mean(&text, "tocsin_delivery_latency_seconds") {
+            v["outbox_mean_us"] = serde_json::json!(mean * 1e6);
+        }
     }
 }
 
@@ -74,18 +90,33 @@ async fn steady(ctx: &Ctx, rate: f64, secs: f64) -> Result<serde_json::Value> {
         ],
     )
     .await;
+    let v = match v {
+        Ok(mut v) => {
+            add_outbox_mean(&t.addr, &mut v).await;
+            Ok(v)
+        }
+        Err(e) => Err(e),
+    };
     t.stop();
     receiver.stop();
     v
 }
 
-/// Longest a run may take, after its last event, to deliver the rest and
-/// still count as keeping up: a backlog that grows during the run shows
-/// up here, while the normal delivery latency is well below it.
-const MAX_TAIL_S: f64 = 0.25;
+/// How far behind a steady run may get and still count as keeping up: its
+/// last notification within this long of its last event, and 99 % of all
+/// within this long of theirs. A backlog that grows during the run breaks
+/// both, while the normal delivery latency stays well below.
+const MAX_BEHIND_S: f64 = 0.25;
 
-fn keeps_up(v: &serde_json::Value) -> bool {
-    v["receiver"]["complete"].as_bool().unwrap_or(false) && num(v, "receiver.tail_s") <= MAX_TAIL_S
+/// Whether a steady run kept up: the generator held the rate (a server
+/// that answers slowly makes an open-loop generator fall behind too),
+/// everything arrived, and nothing waited more than [`MAX_BEHIND_S`].
+fn keeps_up(v: &serde_json::Value, rate: f64) -> bool {
+    let achieved = num(v, "sent.events") / num(v, "sent.elapsed_s");
+    v["receiver"]["complete"].as_bool().unwrap_or(false)
+        && achieved >= rate * 0.95
+        && num(v, "receiver.tail_s") <= MAX_BEHIND_S
+        && num(v, "receiver.latency.p99_us") <= MAX_BEHIND_S * 1e6
 }
 
 /// Runs figure 4.
@@ -189,7 +220,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut first = None;
     for rate in RATES {
         let v = steady(ctx, rate, secs).await?;
-        let ok = keeps_up(&v);
+        let ok = keeps_up(&v, rate);
         progress(
             FIG,
             format!(
@@ -205,8 +236,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             break;
         }
         tried.push(format!(
-            "{} (last webhook {:.1} s after the last event, {} of {} delivered)",
+            "{} (sent at {}, p99 {}, last webhook {:.2} s after the last event, {} of {} delivered)",
             report::fmt(rate, Unit::PerSec),
+            report::fmt(num(&v, "sent.events") / num(&v, "sent.elapsed_s"), Unit::PerSec),
+            report::fmt(num(&v, "receiver.latency.p99_us"), Unit::Micros),
             num(&v, "receiver.tail_s"),
             num(&v, "receiver.count"),
             num(&v, "receiver.expected")
@@ -232,6 +265,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let label = report::fmt(rate, Unit::PerSec);
     let mut p50 = Row::new(format!("{label}: p50"), Unit::Micros);
     let mut p99 = Row::new(format!("{label}: p99"), Unit::Micros);
+    let mut outbox = Row::new(
+        format!("{label}: of which notification created → webhook answered (mean)"),
+        Unit::Micros,
+    );
     let mut runs = Vec::new();
     if let Some(v) = first {
         runs.push(v);
@@ -241,9 +278,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     }
     for v in &runs {
         let mut notes = Vec::new();
-        if !keeps_up(v) {
+        if !keeps_up(v, rate) {
             notes.push(format!(
-                "fell behind: last webhook {:.2} s after the last event",
+                "fell behind: sent at {}, last webhook {:.2} s after the last event",
+                report::fmt(
+                    num(v, "sent.events") / num(v, "sent.elapsed_s"),
+                    Unit::PerSec
+                ),
                 num(v, "receiver.tail_s")
             ));
         }
@@ -262,6 +303,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             cpu,
             note,
         });
+        outbox.runs.push(Run {
+            value: num(v, "outbox_mean_us"),
+            cpu: None,
+            note: None,
+        });
     }
     let mut text = format!(
         "Steady rate: events posted open-loop in batches of 10 over 4 connections for {secs} s; \
@@ -271,18 +317,25 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     if rate < RATES[0] {
         text.push_str(&format!(
             "**10k events/s did not keep up**, so this is the highest rate tried that did \
-             ({label}: everything delivered within 250 ms of the last send); higher rates: {}.",
+             ({label}: the rate held, p99 and the last webhook within 250 ms); higher rates: {}.",
             tried.join("; ")
         ));
     } else {
         text.push_str(
-            "10k events/s kept up (everything delivered within 250 ms of the last send).",
+            "10k events/s kept up (the rate held, p99 and the last webhook within 250 ms).",
         );
     }
     section.para(text);
+    section.para(
+        "The last row is tocsin's own `tocsin_delivery_latency_seconds` histogram (mean; its \
+         clock has millisecond steps): from the notification's creation in the pipeline to the \
+         webhook's answer, i.e. the durable writes (state log, SQLite outbox), the dispatcher \
+         and the POST. The rest of the event → webhook time is HTTP ingest, queueing and the \
+         rules.",
+    );
     section.para(report::table(
         "latency",
-        &[p50, p99],
+        &[p50, p99, outbox],
         "tocsin / gen+receiver / other",
     ));
     section.targets.push(Target::new(

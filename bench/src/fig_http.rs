@@ -204,6 +204,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut busy_p50 = Row::new("10k events/s: p50", Unit::Micros);
     let mut busy_p99 = Row::new("10k events/s: p99", Unit::Micros);
     let mut busy_lag = Row::new("10k events/s: generator pacing lag p99", Unit::Micros);
+    let mut achieved_rates = Vec::new();
     for r in 0..ctx.runs {
         let t = Tocsin::start(ctx, &setup()).await?;
         let v = loadgen(
@@ -241,6 +242,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             notes.push(e);
         }
         let achieved = num(&v, "sent.events") / num(&v, "sent.elapsed_s");
+        achieved_rates.push(achieved);
         if achieved < rate * 0.95 {
             notes.push(format!("achieved {}", report::fmt(achieved, Unit::PerSec)));
         }
@@ -297,12 +299,22 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     section.para(report::table("latency", &lat_rows, "tocsin / gen / other"));
 
     let p99 = busy_p99.median();
+    let achieved = crate::stats::Spread::of(&achieved_rates).map(|s| s.median);
+    let held = achieved.is_some_and(|a| a >= rate * 0.95);
+    let mut measured = p99
+        .map(|v| report::fmt(v, Unit::Micros))
+        .unwrap_or_else(|| "n/a".into());
+    if let (false, Some(a)) = (held, achieved) {
+        measured.push_str(&format!(
+            " (the generator could only send {}: tocsin did not keep up)",
+            report::fmt(a, Unit::PerSec)
+        ));
+    }
     section.targets.push(Target::new(
         "event → WebSocket frame p99 at 10k events/s",
         "≤ 2 ms",
-        p99.map(|v| report::fmt(v, Unit::Micros))
-            .unwrap_or_else(|| "n/a".into()),
-        p99.map(|v| v <= 2000.0),
+        measured,
+        p99.map(|v| v <= 2000.0 && held),
     ));
     let p50 = idle_p50.median();
     section.targets.push(Target::new(

@@ -145,6 +145,13 @@ pub async fn wait_ok(addr: &str, path: &str, within: Duration) -> Result<()> {
     }
 }
 
+/// The mean of Prometheus histogram `name` (`_sum` ÷ `_count`), if it
+/// has any samples.
+pub fn histogram_mean(text: &str, name: &str) -> Option<f64> {
+    let count = metric_value(text, &format!("{name}_count"), &[]);
+    (count > 0.0).then(|| metric_value(text, &format!("{name}_sum"), &[]) / count)
+}
+
 /// The sum of every sample of `name` in a Prometheus text exposition whose
 /// label set includes every pair of `labels`.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

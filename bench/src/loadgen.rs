@@ -159,6 +159,10 @@ struct AmqpArgs {
     queue: String,
     #[arg(long)]
     count: u64,
+    /// Ack from a separate task, awaiting each ack before the next (how
+    /// tocsin's source settles), instead of concurrently.
+    #[arg(long)]
+    sequential_acks: bool,
     #[arg(long)]
     cpu: Vec<String>,
 }
@@ -476,7 +480,12 @@ async fn amqp_noop(a: AmqpArgs) -> Result<Value> {
     let groups = Groups::parse(&a.cpu)?;
     let conn = benchkit::amqp::connect(&a.url).await?;
     let before = cpu::snapshot(&groups);
-    let elapsed = benchkit::amqp::noop_consume(&conn, &a.queue, a.count).await?;
+    let mode = if a.sequential_acks {
+        benchkit::amqp::Acks::Sequential
+    } else {
+        benchkit::amqp::Acks::Concurrent
+    };
+    let elapsed = benchkit::amqp::noop_consume(&conn, &a.queue, a.count, mode).await?;
     let end = cpu::snapshot(&groups);
     let _ = conn.close(200, "done".into()).await;
     Ok(json!({

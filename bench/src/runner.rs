@@ -143,7 +143,10 @@ async fn run(args: Args) -> Result<bool> {
             continue;
         }
         let title = TITLES[usize::from(n) - 1];
-        eprintln!("== {title}");
+        if n != 1 {
+            // Figure 1 ran (and announced itself) under `cargo xtask bench`.
+            eprintln!("== {title}");
+        }
         let result = match n {
             1 => figure1(args.aggregate.as_deref()),
             2 => benchkit::fig_http::run(&ctx).await,

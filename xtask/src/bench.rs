@@ -3,8 +3,8 @@
 //!
 //! 1. builds the plugins, and `tocsin`, `tocsin-bench`, `tocsin-loadgen` in
 //!    release mode (benchmarks of a debug build mean nothing);
-//! 2. runs `host/benches/aggregate.rs` (figure 1) and keeps its table,
-//!    with how busy the machine was meanwhile;
+//! 2. builds and runs `host/benches/aggregate.rs` (figure 1) and keeps its
+//!    table, with how busy the machine was meanwhile;
 //! 3. runs `tocsin-bench`, which measures figures 2-7 on fresh processes
 //!    and writes `BENCHMARKS.md` at the repository root.
 //!
@@ -75,20 +75,59 @@ fn machine_ticks() -> Option<(u64, u64)> {
     Some((busy, busy + get(3) + get(4)))
 }
 
+/// Builds the aggregation benchmark; returns its executable.
+///
+/// The executable is then run directly rather than through `cargo bench`,
+/// so no rebuild (of a file edited meanwhile) can land inside the
+/// measured window and count as "the machine was busy".
+fn build_aggregate(root: &Path) -> Result<PathBuf> {
+    let mut c = crate::cargo();
+    c.args([
+        "bench",
+        "-p",
+        "tocsin",
+        "--bench",
+        "aggregate",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ])
+    .current_dir(root)
+    .stdout(Stdio::piped());
+    let out = c
+        .spawn()
+        .context("starting cargo bench --no-run")?
+        .wait_with_output()
+        .context("building the aggregation benchmark")?;
+    if !out.status.success() {
+        bail!("building the aggregation benchmark failed ({})", out.status);
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "aggregate" {
+            if let Some(exe) = msg["executable"].as_str() {
+                return Ok(PathBuf::from(exe));
+            }
+        }
+    }
+    bail!("cargo built no `aggregate` benchmark executable")
+}
+
 /// Runs the aggregation benchmark, echoing and capturing its output, and
 /// appends how busy the machine was meanwhile.
 fn aggregate(root: &Path, out: &Path) -> Result<()> {
-    let mut build = crate::cargo();
-    build.args(["bench", "-p", "tocsin", "--bench", "aggregate", "--no-run"]);
-    crate::status(build, "building the aggregation benchmark")?;
-
+    let exe = build_aggregate(root)?;
     eprintln!("== 1. Aggregation stage: WASM versus native, one core");
     let before = machine_ticks();
-    let mut c = crate::cargo();
-    c.args(["bench", "-p", "tocsin", "--bench", "aggregate"])
-        .current_dir(root)
-        .stdout(Stdio::piped());
-    let mut child = c.spawn().context("starting the aggregation benchmark")?;
+    // Run as `cargo bench` runs it: from the package directory, with
+    // `--bench` (which this harness-less benchmark ignores).
+    let mut child = Command::new(&exe)
+        .arg("--bench")
+        .current_dir(root.join("host"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
     let stdout = child
         .stdout
         .take()
