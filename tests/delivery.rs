@@ -82,12 +82,18 @@ async fn database_failure_sends_one_email_with_subject_recipients_and_body() -> 
     Ok(())
 }
 
-#[tokio::test]
-async fn email_with_smtp_auth() -> anyhow::Result<()> {
+/// An SMTP server requiring AUTH (alerts / s3cret), and an engine that logs
+/// in with `password` and posts one DATABASE_CONNECTION_FAILED (`message`).
+async fn auth_setup(
+    password: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<(SmtpSink, Tocsin)> {
     let smtp = SmtpSink::start(Some(("alerts", "s3cret"))).await?;
     let mut env = smtp_env(smtp.port);
     env.push(("TOCSIN_SMTP_USERNAME".into(), "alerts".into()));
-    env.push(("TOCSIN_SMTP_PASSWORD".into(), "s3cret".into()));
+    env.push(("TOCSIN_SMTP_PASSWORD".into(), password.into()));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let t = Tocsin::start(Setup {
         env,
         ..Setup::default()
@@ -97,9 +103,15 @@ async fn email_with_smtp_auth() -> anyhow::Result<()> {
         "DATABASE_CONNECTION_FAILED",
         "critical",
         "billing",
-        "auth test",
+        message,
     ))
     .await?;
+    Ok((smtp, t))
+}
+
+#[tokio::test]
+async fn email_with_smtp_auth() -> anyhow::Result<()> {
+    let (smtp, _t) = auth_setup("s3cret", "auth test", &[]).await?;
     wait_for("the authenticated email", WAIT, || async {
         Ok(smtp.messages()?.len() == 1)
     })
@@ -113,23 +125,7 @@ async fn email_with_smtp_auth() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn wrong_smtp_password_is_dead_lettered_not_retried() -> anyhow::Result<()> {
-    let smtp = SmtpSink::start(Some(("alerts", "s3cret"))).await?;
-    let mut env = smtp_env(smtp.port);
-    env.push(("TOCSIN_SMTP_USERNAME".into(), "alerts".into()));
-    env.push(("TOCSIN_SMTP_PASSWORD".into(), "wrong".into()));
-    env.push(("TOCSIN_DELIVERY_ATTEMPTS".into(), "5".into()));
-    let t = Tocsin::start(Setup {
-        env,
-        ..Setup::default()
-    })
-    .await?;
-    t.post_events(&event(
-        "DATABASE_CONNECTION_FAILED",
-        "critical",
-        "billing",
-        "x",
-    ))
-    .await?;
+    let (smtp, t) = auth_setup("wrong", "x", &[("TOCSIN_DELIVERY_ATTEMPTS", "5")]).await?;
     wait_for("a dead letter", WAIT, || async {
         Ok(deliveries(&t, "dead").await?.len() == 1)
     })
