@@ -580,7 +580,9 @@ impl Config {
             let Some(rest) = var.strip_prefix("TOCSIN_") else {
                 continue;
             };
-            if rest == "LOG" {
+            // Process-level knobs read elsewhere, not configuration keys:
+            // the log filter and plugin profiling (see the README).
+            if matches!(rest, "LOG" | "WASM_PROFILE") {
                 continue;
             }
             let rest = rest.to_ascii_lowercase();
@@ -675,6 +677,15 @@ mod tests {
         assert_eq!(c.smtp.password, "1234");
         assert_eq!(c.smtp.to, vec!["a@x.io".to_string(), "b@x.io".to_string()]);
         assert_eq!(c.engine.workers, 3);
+    }
+
+    #[test]
+    fn process_knobs_are_not_config_keys() {
+        let env = vec![
+            ("TOCSIN_LOG".to_string(), "debug".to_string()),
+            ("TOCSIN_WASM_PROFILE".to_string(), "perfmap".to_string()),
+        ];
+        Config::load(None, env).expect("TOCSIN_LOG and TOCSIN_WASM_PROFILE are accepted");
     }
 
     #[test]
