@@ -274,14 +274,13 @@ grants = {{ email = ["default"] }}
     Ok(())
 }
 
-#[tokio::test]
-async fn pending_deliveries_survive_sigkill() -> anyhow::Result<()> {
-    const ALERTS: usize = 25;
-    let hook = WebhookReceiver::start(&[], 503).await?;
-    let rule = format!(
+/// A rule alerting on every `code` event through a webhook to `hook`,
+/// with `extra` lines for the channel (e.g. its retry policy).
+fn webhook_rule(code: &str, hook: &WebhookReceiver, extra: &str) -> String {
+    format!(
         r#"
 [match]
-codes = ["CRASH_TEST"]
+codes = ["{code}"]
 [aggregate]
 plugin = "threshold"
 config = {{ threshold = 1, window = "1h" }}
@@ -289,9 +288,20 @@ config = {{ threshold = 1, window = "1h" }}
 plugin = "webhook"
 config = {{ url = "{}" }}
 grants = {{ http = ["127.0.0.1"] }}
-retry = {{ attempts = 50, base = "300ms", cap = "600ms" }}
+{extra}
 "#,
         hook.url()
+    )
+}
+
+#[tokio::test]
+async fn pending_deliveries_survive_sigkill() -> anyhow::Result<()> {
+    const ALERTS: usize = 25;
+    let hook = WebhookReceiver::start(&[], 503).await?;
+    let rule = webhook_rule(
+        "CRASH_TEST",
+        &hook,
+        r#"retry = { attempts = 50, base = "300ms", cap = "600ms" }"#,
     );
     let setup = Setup {
         default_rules: false,
@@ -336,20 +346,7 @@ retry = {{ attempts = 50, base = "300ms", cap = "600ms" }}
 #[tokio::test]
 async fn dead_letters_can_be_replayed() -> anyhow::Result<()> {
     let hook = WebhookReceiver::start(&[], 404).await?;
-    let rule = format!(
-        r#"
-[match]
-codes = ["DLQ_TEST"]
-[aggregate]
-plugin = "threshold"
-config = {{ threshold = 1, window = "1h" }}
-[[channels]]
-plugin = "webhook"
-config = {{ url = "{}" }}
-grants = {{ http = ["127.0.0.1"] }}
-"#,
-        hook.url()
-    );
+    let rule = webhook_rule("DLQ_TEST", &hook, "");
     let setup = Setup {
         default_rules: false,
         rules: vec![("dlq.toml".into(), rule)],
