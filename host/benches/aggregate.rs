@@ -172,6 +172,7 @@ async fn run_wasm(
             "bench",
             Arc::from("warm-up"),
             &events[..batch.min(events.len())],
+            None,
         )
         .await?;
     let mut best = 0f64;
@@ -180,7 +181,7 @@ async fn run_wasm(
         let started = Instant::now();
         for chunk in events.chunks(batch) {
             alerts += instances
-                .aggregate(u, "bench", rule.clone(), chunk)
+                .aggregate(u, "bench", rule.clone(), chunk, None)
                 .await?
                 .len();
         }

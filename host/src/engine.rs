@@ -127,12 +127,17 @@ impl Engine {
             config.delivery.concurrency,
         );
         replay_intents(runtime.state(), &outbox).await?;
+        let deliverer = Deliverer::new(hub.clone(), outbox.clone(), dispatcher.clone());
+        if let StateStore::Redis(redis) = runtime.state() {
+            crate::cluster::Cluster::start(redis.clone(), &deliverer)
+                .await
+                .context("joining the cluster in Redis")?;
+        }
         dispatcher
             .resume()
             .await
             .context("resuming pending deliveries")?;
-        spawn_cleanup(outbox.clone(), config.delivery.retention_hours);
-        let deliverer = Deliverer::new(hub.clone(), outbox, dispatcher);
+        spawn_cleanup(outbox, config.delivery.retention_hours);
         let deliverer_handle = deliverer.clone();
         let traces = if config.redis.url.trim().is_empty() {
             Traces::memory(config.engine.traces)

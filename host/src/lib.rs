@@ -5,12 +5,14 @@
 //! [`pipeline`] matches rules, aggregates, routes and notifies, [`deliver`]
 //! performs the I/O. [`plugin`] runs the WebAssembly components (one module
 //! per host capability), [`catalog`] loads and hot-reloads plugins and rules,
-//! [`state`] keeps what plugins count, [`api`] serves HTTP, and [`cli`] is
-//! the `tocsin` command.
+//! [`state`] keeps what plugins count, [`cluster`] lets instances share
+//! work through Redis, [`api`] serves HTTP, and [`cli`] is the `tocsin`
+//! command.
 
 pub mod api;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod deliver;
 pub mod engine;

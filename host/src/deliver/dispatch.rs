@@ -40,6 +40,9 @@ struct Inner {
     rows: Mutex<HashMap<String, DeliveryRow>>,
     wake: Notify,
     permits: Arc<Semaphore>,
+    /// Told the id of every delivery that reached delivered or dead (the
+    /// cluster's shared outbox forgets it).
+    settled: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Dispatcher {
@@ -59,6 +62,7 @@ impl Dispatcher {
             rows: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            settled: std::sync::OnceLock::new(),
         });
         let d = Self { inner };
         let looped = d.clone();
@@ -91,6 +95,11 @@ impl Dispatcher {
             }
         }
         self.inner.wake.notify_one();
+    }
+
+    /// Sends the id of every delivery that settles to `tx` (set once).
+    pub fn on_settled(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.inner.settled.set(tx);
     }
 
     /// The circuit breakers, for the status API.
@@ -215,6 +224,9 @@ impl Dispatcher {
             self.schedule(&id, at);
         } else {
             self.inner.rows.lock().remove(&row.id);
+            if let Some(tx) = self.inner.settled.get() {
+                let _ = tx.send(row.id.clone());
+            }
         }
     }
 }

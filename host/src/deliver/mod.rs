@@ -80,6 +80,11 @@ pub struct AlertContext {
 pub struct Outgoing {
     pub notifications: Vec<NotificationRow>,
     pub deliveries: Vec<DeliveryRow>,
+    /// Live WebSocket frames, published by the pipeline: with shared
+    /// state only once the batch is committed (a batch that is redone must
+    /// not have shown its alerts).
+    #[serde(skip)]
+    pub frames: Vec<WsFrame>,
 }
 
 impl Outgoing {
@@ -122,14 +127,14 @@ impl Deliverer {
         &self.dispatcher
     }
 
-    /// Takes one delivery queued by a channel plugin: WebSocket frames go
-    /// out now; the rest are added to `out` for the outbox.
+    /// Takes one delivery queued by a channel plugin into `out`: WebSocket
+    /// frames for the pipeline to publish, the rest for the outbox.
     pub fn accept(&self, ctx: &AlertContext, delivery: Delivery, out: &mut Outgoing) {
         let kind = delivery.kind();
         metrics::counter!("tocsin_notifications_total", "rule" => ctx.rule.to_string(), "channel" => ctx.channel.to_string(), "kind" => kind).increment(1);
         let target = match &delivery {
             Delivery::WebSocket { body } => {
-                self.hub.publish(WsFrame {
+                out.frames.push(WsFrame {
                     rule: ctx.rule.clone(),
                     severity: ctx.severity,
                     service: ctx.service.clone(),
@@ -157,6 +162,13 @@ impl Deliverer {
             delivered_at: None,
             payload: delivery,
         });
+    }
+
+    /// Publishes a committed batch's live frames.
+    pub fn publish(&self, frames: Vec<WsFrame>) {
+        for frame in frames {
+            self.hub.publish(frame);
+        }
     }
 
     /// Re-records a batch a previous run made durable as an intent but may

@@ -28,6 +28,9 @@ pub enum Status {
     Pending,
     Delivered,
     Dead,
+    /// Another instance took it over while this one was down (cluster).
+    #[serde(rename = "handed-over")]
+    HandedOver,
 }
 
 impl Status {
@@ -36,6 +39,7 @@ impl Status {
             Status::Pending => "pending",
             Status::Delivered => "delivered",
             Status::Dead => "dead",
+            Status::HandedOver => "handed-over",
         }
     }
 
@@ -43,6 +47,7 @@ impl Status {
         match s {
             "delivered" => Status::Delivered,
             "dead" => Status::Dead,
+            "handed-over" => Status::HandedOver,
             _ => Status::Pending,
         }
     }

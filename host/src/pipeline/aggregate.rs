@@ -35,13 +35,14 @@ pub async fn run(
     g: &Generation,
     rule: &ActiveRule,
     events: &[ErrorEvent],
+    txn: Option<std::sync::Arc<crate::state::Txn>>,
 ) -> Result<Vec<Alert>, CallError> {
     let Some(u) = g.plugin_use(&rule.aggregate.plugin) else {
         return Ok(Vec::new());
     };
     let started = Instant::now();
     let result = instances
-        .aggregate(u, &rule.aggregate.binding, rule.name.clone(), events)
+        .aggregate(u, &rule.aggregate.binding, rule.name.clone(), events, txn)
         .await;
     observe(&rule.aggregate.plugin, "aggregate", started, &result);
     match result {

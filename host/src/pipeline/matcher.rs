@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
 use crate::plugin::bindings::ErrorEvent;
-use crate::state::{seen_key, StateStore};
+use crate::state::{seen_key, StateView};
 
 /// The events one rule takes from a batch.
 pub struct Matched {
@@ -20,16 +20,36 @@ pub struct Matched {
     pub duplicates: Vec<String>,
 }
 
-/// Groups `events` by the enabled rules that match them, keeping order.
-/// An event matched by several rules goes to each.
+/// The enabled rules that take at least one of `events`: the rules a batch
+/// must lock on shared state.
+pub fn rules_for(g: &Generation, events: &[Event]) -> Vec<Arc<ActiveRule>> {
+    g.rules
+        .iter()
+        .filter(|r| r.enabled && events.iter().any(|e| r.matcher.matches(e)))
+        .cloned()
+        .collect()
+}
+
+/// Groups `events` by `rules` (from [`rules_for`]), keeping order. An event
+/// matched by several rules goes to each.
 pub async fn match_batch(
-    g: &Generation,
+    rules: &[Arc<ActiveRule>],
     events: &[Event],
-    state: &StateStore,
+    state: &StateView,
     dedup_ttl_ms: u64,
 ) -> Vec<(Arc<ActiveRule>, Matched)> {
+    let marks: Vec<String> = rules
+        .iter()
+        .flat_map(|r| {
+            events
+                .iter()
+                .filter(|e| e.dedup && r.matcher.matches(e))
+                .map(|e| seen_key(&r.name, &e.event_id))
+        })
+        .collect();
+    state.prefetch(&marks).await;
     let mut out = Vec::new();
-    for rule in g.rules.iter().filter(|r| r.enabled) {
+    for rule in rules {
         let mut matched = Matched {
             events: Vec::new(),
             marked: Vec::new(),

@@ -20,6 +20,13 @@
 //! A crash before 2 loses nothing that was acknowledged (the source
 //! redelivers and nothing was counted); after 2, the next start replays the
 //! intent into the outbox, so an alert is never lost and never doubled.
+//!
+//! With shared state (Redis), a batch runs inside a transaction instead
+//! ([`crate::state::txn`]): its state changes, dedup marks and outbox
+//! entries are committed by one atomic Redis call, the commit point; a
+//! batch that loses its locks is redone, so its live WebSocket frames go
+//! out only after the commit point. On local state a batch runs once and
+//! its frames go out before the commit, for latency.
 
 pub mod aggregate;
 pub mod matcher;
@@ -32,12 +39,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::catalog::Generation;
+use crate::catalog::{ActiveRule, Generation};
 use crate::deliver::{Deliverer, NotificationRow, Outgoing};
 use crate::event::{Event, Severity};
 use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
-use crate::state::StateStore;
+use crate::state::{StateStore, StateView, Txn};
 use crate::trace::{Step, Traces};
 
 /// Largest batch a worker takes at once (a larger job runs alone).
@@ -234,6 +241,81 @@ impl Worker {
             self.instances.retain(|hash| g.has_hash(hash));
             self.generation = g.id;
         }
+        let rules = matcher::rules_for(g, events);
+        let names: Vec<&str> = rules.iter().map(|r| &*r.name).collect();
+        let mut last_error = String::new();
+        for _ in 0..COMMIT_ATTEMPTS {
+            let txn = if names.is_empty() {
+                None
+            } else {
+                match self.state.begin(&names).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        last_error = e.to_string();
+                        break;
+                    }
+                }
+            };
+            let view = match &txn {
+                Some(t) => StateView::Txn(t.clone()),
+                None => StateView::Direct(self.state.clone()),
+            };
+            let mut batch = self.evaluate(g, events, &rules, &view, txn.clone()).await;
+            let frames = std::mem::take(&mut batch.out.frames);
+            let durable = match &txn {
+                // Shared state: a batch can be redone (lost locks), so its
+                // frames wait for the commit.
+                Some(t) => {
+                    let r = commit_shared(t, &self.state, &self.deliverer, batch.out).await;
+                    if r.is_ok() {
+                        self.deliverer.publish(frames);
+                    }
+                    r
+                }
+                // Local state: a batch runs once; its frames go out at once
+                // (only a crash before the commit could repeat them).
+                None => {
+                    self.deliverer.publish(frames);
+                    make_durable(&self.state, &self.deliverer, batch.out, sync).await
+                }
+            };
+            match durable {
+                Err(Retry::Again(e)) => {
+                    // Nothing of this attempt reached shared state: redo it.
+                    tracing::info!(error = %e, "batch not committed; redoing it");
+                    last_error = e;
+                    continue;
+                }
+                Err(Retry::Failed(e)) => {
+                    batch.result.durable = Err(e);
+                }
+                Ok(()) => {}
+            }
+            self.traces.record(batch.steps).await;
+            metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
+            return batch.result;
+        }
+        // Counted nowhere: every event fails, and the source redelivers.
+        let error = format!("shared state: {last_error}");
+        BatchResult {
+            failed: events
+                .iter()
+                .map(|e| (e.event_id.clone(), error.clone()))
+                .collect(),
+            durable: Err(error),
+        }
+    }
+
+    /// Matches, aggregates, routes and renders one batch through `state`,
+    /// collecting (not yet committing) what it produced.
+    async fn evaluate(
+        &mut self,
+        g: &Generation,
+        events: &[Event],
+        rules: &[Arc<ActiveRule>],
+        state: &StateView,
+        txn: Option<Arc<Txn>>,
+    ) -> Evaluated {
         let mut result = BatchResult {
             failed: HashMap::new(),
             durable: Ok(()),
@@ -247,8 +329,7 @@ impl Worker {
                 (e.event_id.clone(), step)
             })
             .collect();
-        for (rule, matched) in matcher::match_batch(g, events, &self.state, self.dedup_ttl_ms).await
-        {
+        for (rule, matched) in matcher::match_batch(rules, events, state, self.dedup_ttl_ms).await {
             for id in &matched.duplicates {
                 steps.push((
                     id.clone(),
@@ -263,27 +344,35 @@ impl Worker {
             for ev in &matched.events {
                 steps.push((ev.event_id.clone(), Step::now("matched").rule(&rule.name)));
             }
-            let alerts = match aggregate::run(&mut self.instances, g, &rule, &matched.events).await
-            {
-                Ok(alerts) => alerts,
-                Err(e) => {
-                    // Forget the dedup marks, so a redelivery is counted.
-                    for id in &matched.marked {
-                        self.state
-                            .delete(&crate::state::seen_key(&rule.name, id))
-                            .await;
-                    }
-                    for ev in &matched.events {
-                        let error = format!("rule `{}`: {e}", rule.name);
-                        steps.push((
-                            ev.event_id.clone(),
-                            Step::now("failed").rule(&rule.name).detail(error.clone()),
-                        ));
-                        result.failed.insert(ev.event_id.clone(), error);
-                    }
-                    continue;
-                }
+            let checkpoint = match &txn {
+                Some(t) => Some(t.checkpoint().await),
+                None => None,
             };
+            let alerts =
+                match aggregate::run(&mut self.instances, g, &rule, &matched.events, txn.clone())
+                    .await
+                {
+                    Ok(alerts) => alerts,
+                    Err(e) => {
+                        // Undo what the failed call wrote (shared state only),
+                        // and forget the dedup marks so a redelivery counts.
+                        if let (Some(t), Some(cp)) = (&txn, checkpoint) {
+                            t.restore(cp).await;
+                        }
+                        for id in &matched.marked {
+                            state.delete(&crate::state::seen_key(&rule.name, id)).await;
+                        }
+                        for ev in &matched.events {
+                            let error = format!("rule `{}`: {e}", rule.name);
+                            steps.push((
+                                ev.event_id.clone(),
+                                Step::now("failed").rule(&rule.name).detail(error.clone()),
+                            ));
+                            result.failed.insert(ev.event_id.clone(), error);
+                        }
+                        continue;
+                    }
+                };
             for ev in &matched.events {
                 steps.push((
                     ev.event_id.clone(),
@@ -320,11 +409,64 @@ impl Worker {
                 .await;
             }
         }
-        result.durable = make_durable(&self.state, &self.deliverer, out, sync).await;
-        self.traces.record(steps).await;
-        metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
-        result
+        Evaluated { result, out, steps }
     }
+}
+
+/// How many times a batch is redone when its shared-state commit finds
+/// its rule locks lost or Redis failing (it then runs on local state).
+const COMMIT_ATTEMPTS: usize = 3;
+
+/// What [`Worker::evaluate`] produced, not yet durable.
+struct Evaluated {
+    result: BatchResult,
+    out: Outgoing,
+    steps: Vec<(String, Step)>,
+}
+
+/// Why a batch's effects are not durable.
+enum Retry {
+    /// Nothing was committed; the batch can be redone.
+    Again(String),
+    /// Failed after (or regardless of) the commit point.
+    Failed(String),
+}
+
+/// Commits a batch's shared-state transaction together with its outbox
+/// entries (see [`crate::state::txn`] and [`crate::cluster`]), then records
+/// the batch in the local outbox.
+async fn commit_shared(
+    txn: &Txn,
+    state: &StateStore,
+    deliverer: &Deliverer,
+    out: Outgoing,
+) -> Result<(), Retry> {
+    let StateStore::Redis(redis) = state else {
+        return Err(Retry::Failed(
+            "a transaction needs the Redis backend".into(),
+        ));
+    };
+    let hash = crate::cluster::outbox_key(redis.instance());
+    let fields = crate::cluster::shared_entries(&out);
+    let notes: Vec<String> = fields
+        .iter()
+        .filter(|(f, _)| f.starts_with("n:"))
+        .map(|(f, _)| f.clone())
+        .collect();
+    for (field, json) in fields {
+        txn.hash_set(&hash, field, json).await;
+    }
+    txn.commit()
+        .await
+        .map_err(|e| Retry::Again(e.to_string()))?;
+    deliverer
+        .commit(out)
+        .await
+        .map_err(|e| Retry::Failed(e.to_string()))?;
+    if !notes.is_empty() {
+        redis.forget_fields(&hash, &notes).await;
+    }
+    Ok(())
 }
 
 /// Makes a batch's effects durable in the order the module documentation gives.
@@ -333,19 +475,25 @@ async fn make_durable(
     deliverer: &Deliverer,
     out: Outgoing,
     sync: bool,
-) -> Result<(), String> {
+) -> Result<(), Retry> {
     if out.is_empty() {
         return if sync {
-            state.sync().await.map_err(|e| e.to_string())
+            state.sync().await.map_err(|e| Retry::Failed(e.to_string()))
         } else {
             Ok(())
         };
     }
-    let intent =
-        serde_json::to_string(&out).map_err(|e| format!("encoding the outbox intent: {e}"))?;
+    let intent = serde_json::to_string(&out)
+        .map_err(|e| Retry::Failed(format!("encoding the outbox intent: {e}")))?;
     let key = state.put_intent(intent).await;
-    state.sync().await.map_err(|e| e.to_string())?;
-    deliverer.commit(out).await.map_err(|e| e.to_string())?;
+    state
+        .sync()
+        .await
+        .map_err(|e| Retry::Failed(e.to_string()))?;
+    deliverer
+        .commit(out)
+        .await
+        .map_err(|e| Retry::Failed(e.to_string()))?;
     state.delete(&key).await;
     Ok(())
 }

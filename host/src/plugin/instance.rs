@@ -240,9 +240,11 @@ impl Instances {
         binding: &str,
         rule: Arc<str>,
         events: &[ErrorEvent],
+        txn: Option<Arc<crate::state::Txn>>,
     ) -> Result<Vec<Alert>, CallError> {
         let live = self.live(u).await?;
         begin(&mut live.store, rule, Arc::default());
+        live.store.data_mut().scope.txn = txn;
         let result = match &live.bound {
             Bound::Aggregator(p) => p.call_aggregate(&mut live.store, binding, events).await,
             _ => Ok(Err(format!("`{}` is not an aggregator", u.plugin.name))),

@@ -21,6 +21,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::ops::{self, Entry, Value};
 use super::{StateError, WindowHit};
 use crate::event::now_ms;
 
@@ -30,35 +31,6 @@ const LOG: &str = "state.log";
 const COMPACT_AT: u64 = 64 * 1024 * 1024;
 /// Group-commit period: the longest a change waits to be written.
 const COMMIT_EVERY: Duration = Duration::from_millis(2);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum Value {
-    Counter { count: u64, window_start: i64 },
-    Text(String),
-    List(Vec<String>),
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Entry {
-    value: Value,
-    /// Host wall-clock expiry (ms since epoch).
-    expires_at: Option<i64>,
-}
-
-/// A value as handed to another backend.
-#[derive(Clone, Debug)]
-pub enum ExportedValue {
-    Counter { count: u64, window_start: i64 },
-    Text(String),
-    List(Vec<String>),
-}
-
-/// An entry as handed to another backend.
-#[derive(Clone, Debug)]
-pub struct ExportedEntry {
-    pub value: ExportedValue,
-    pub expires_at: Option<i64>,
-}
 
 #[derive(Serialize, Deserialize)]
 enum Record {
@@ -145,6 +117,26 @@ impl EmbeddedState {
         inner.seq += 1;
     }
 
+    /// Runs `op` on the entry under `key` and logs the change when `op`
+    /// says it changed something.
+    fn update<R>(&self, key: &str, op: impl FnOnce(&mut Option<Entry>) -> (R, bool)) -> R {
+        let mut inner = self.inner.lock();
+        let mut slot = inner.map.remove(key);
+        let existed = slot.is_some();
+        let (out, changed) = op(&mut slot);
+        match slot {
+            Some(entry) => {
+                if changed {
+                    Self::log_put(&mut inner, key, &entry);
+                }
+                inner.map.insert(key.to_string(), entry);
+            }
+            None if existed => Self::log_del(&mut inner, key),
+            None => {}
+        }
+        out
+    }
+
     /// See the WIT `state.window-add`.
     pub fn window_add(
         &self,
@@ -155,132 +147,43 @@ impl EmbeddedState {
         threshold: u64,
     ) -> WindowHit {
         let host_now = now_ms();
-        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
-        let mut inner = self.inner.lock();
-        let (count, start) = match inner.map.get(key) {
-            Some(Entry {
-                value:
-                    Value::Counter {
-                        count,
-                        window_start,
-                    },
-                expires_at,
-            }) if expires_at.is_none_or(|t| t > host_now)
-                && now.saturating_sub(*window_start) < window =>
-            {
-                (*count, *window_start)
-            }
-            _ => (0, now),
-        };
-        let total = count + u64::from(delta);
-        let (fires, after) = match total.checked_div(threshold) {
-            Some(fires) => (u32::try_from(fires).unwrap_or(u32::MAX), total % threshold),
-            None => (0, total),
-        };
-        if after == 0 {
-            if inner.map.remove(key).is_some() {
-                Self::log_del(&mut inner, key);
-            }
-        } else {
-            let entry = Entry {
-                value: Value::Counter {
-                    count: after,
-                    window_start: if fires > 0 { now } else { start },
-                },
-                expires_at: Some(host_now.saturating_add(window)),
-            };
-            Self::log_put(&mut inner, key, &entry);
-            inner.map.insert(key.to_string(), entry);
-        }
-        WindowHit {
-            before: count,
-            fires,
-            after,
-            window_start: start,
-        }
+        self.update(key, |slot| {
+            let hit = ops::window_add(slot, delta, now, window_ms, threshold, host_now);
+            (hit, true)
+        })
     }
 
     /// See the WIT `state.get`.
     pub fn get(&self, key: &str) -> Option<String> {
-        let inner = self.inner.lock();
-        match inner.map.get(key) {
-            Some(Entry {
-                value: Value::Text(v),
-                expires_at,
-            }) if expires_at.is_none_or(|t| t > now_ms()) => Some(v.clone()),
-            _ => None,
-        }
+        ops::get(self.inner.lock().map.get(key), now_ms())
     }
 
     /// See the WIT `state.set` and `state.set-if-absent`; returns whether it stored.
     pub fn set(&self, key: &str, value: String, ttl_ms: Option<u64>, only_if_absent: bool) -> bool {
-        let now = now_ms();
-        let mut inner = self.inner.lock();
-        if only_if_absent {
-            if let Some(e) = inner.map.get(key) {
-                if e.expires_at.is_none_or(|t| t > now) {
-                    return false;
-                }
-            }
-        }
-        let entry = Entry {
-            value: Value::Text(value),
-            expires_at: expiry(now, ttl_ms),
-        };
-        Self::log_put(&mut inner, key, &entry);
-        inner.map.insert(key.to_string(), entry);
-        true
+        let host_now = now_ms();
+        self.update(key, |slot| {
+            let stored = ops::set(slot, value, ttl_ms, only_if_absent, host_now);
+            (stored, stored)
+        })
     }
 
     /// See the WIT `state.delete`.
     pub fn delete(&self, key: &str) {
-        let mut inner = self.inner.lock();
-        if inner.map.remove(key).is_some() {
-            Self::log_del(&mut inner, key);
-        }
+        self.update(key, |slot| (*slot = None, false))
     }
 
     /// See the WIT `state.list-push`.
     pub fn list_push(&self, key: &str, value: String, max_len: u32, ttl_ms: Option<u64>) -> u32 {
-        let now = now_ms();
-        let mut inner = self.inner.lock();
-        let mut items = match inner.map.remove(key) {
-            Some(Entry {
-                value: Value::List(items),
-                expires_at,
-            }) if expires_at.is_none_or(|t| t > now) => items,
-            _ => Vec::new(),
-        };
-        if items.len() < max_len as usize {
-            items.push(value);
-        }
-        let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        let entry = Entry {
-            value: Value::List(items),
-            expires_at: expiry(now, ttl_ms),
-        };
-        Self::log_put(&mut inner, key, &entry);
-        inner.map.insert(key.to_string(), entry);
-        len
+        let host_now = now_ms();
+        self.update(key, |slot| {
+            (ops::list_push(slot, value, max_len, ttl_ms, host_now), true)
+        })
     }
 
     /// See the WIT `state.list-take`.
     pub fn list_take(&self, key: &str) -> Vec<String> {
-        let now = now_ms();
-        let mut inner = self.inner.lock();
-        match inner.map.remove(key) {
-            Some(entry) => {
-                Self::log_del(&mut inner, key);
-                match entry {
-                    Entry {
-                        value: Value::List(items),
-                        expires_at,
-                    } if expires_at.is_none_or(|t| t > now) => items,
-                    _ => Vec::new(),
-                }
-            }
-            None => Vec::new(),
-        }
+        let host_now = now_ms();
+        self.update(key, |slot| (ops::list_take(slot, host_now), false))
     }
 
     /// Every live text value whose key starts with `prefix`.
@@ -302,34 +205,16 @@ impl EmbeddedState {
     }
 
     /// Removes and returns every live entry (Redis reconciliation).
-    pub fn drain(&self) -> Vec<(String, ExportedEntry)> {
+    pub fn drain(&self) -> Vec<(String, Entry)> {
         let now = now_ms();
         let mut inner = self.inner.lock();
         let map = std::mem::take(&mut inner.map);
         let mut out = Vec::with_capacity(map.len());
         for (k, e) in map {
             Self::log_del(&mut inner, &k);
-            if e.expires_at.is_some_and(|t| t <= now) {
-                continue;
+            if e.live(now) {
+                out.push((k, e));
             }
-            let value = match e.value {
-                Value::Counter {
-                    count,
-                    window_start,
-                } => ExportedValue::Counter {
-                    count,
-                    window_start,
-                },
-                Value::Text(t) => ExportedValue::Text(t),
-                Value::List(l) => ExportedValue::List(l),
-            };
-            out.push((
-                k,
-                ExportedEntry {
-                    value,
-                    expires_at: e.expires_at,
-                },
-            ));
         }
         out
     }
@@ -362,10 +247,6 @@ impl Drop for EmbeddedState {
             let _ = handle.join();
         }
     }
-}
-
-fn expiry(now: i64, ttl_ms: Option<u64>) -> Option<i64> {
-    ttl_ms.map(|ttl| now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)))
 }
 
 /// Frames a record as `len u32 | crc32 u32 | bincode`, so a torn write at

@@ -8,13 +8,16 @@
 //! data directory) and [`redis`] (several instances share counters).
 
 pub mod embedded;
+pub mod ops;
 pub mod redis;
+pub mod txn;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use embedded::EmbeddedState;
 pub use redis::RedisState;
+pub use txn::{Txn, TxnError};
 
 /// Result of an atomic windowed add; mirrors the WIT `window-hit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,11 +169,110 @@ impl StateStore {
         }
     }
 
+    /// Starts a batch transaction over `rules` when the backend is shared
+    /// (see [`txn`]); `None` when the batch works on the store directly
+    /// (embedded, whose log commits a batch's changes with its intent, or
+    /// Redis while degraded).
+    pub async fn begin(&self, rules: &[&str]) -> Result<Option<Arc<Txn>>, TxnError> {
+        match self {
+            Self::Embedded(_) => Ok(None),
+            Self::Redis(s) => Ok(s.begin(rules).await?.map(Arc::new)),
+        }
+    }
+
     /// Why the backend is degraded, if it is (Redis unreachable).
     pub fn degraded(&self) -> Option<String> {
         match self {
             Self::Embedded(_) => None,
             Self::Redis(s) => s.degraded(),
+        }
+    }
+}
+
+/// What a batch reads and writes state through: the store itself, or its
+/// transaction on the shared store. Cheap to clone.
+#[derive(Clone)]
+pub enum StateView {
+    Direct(StateStore),
+    Txn(Arc<Txn>),
+}
+
+impl StateView {
+    /// See the WIT `state.window-add`.
+    pub async fn window_add(
+        &self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> WindowHit {
+        match self {
+            Self::Direct(s) => s.window_add(key, delta, now, window_ms, threshold).await,
+            Self::Txn(t) => t.window_add(key, delta, now, window_ms, threshold).await,
+        }
+    }
+
+    /// See the WIT `state.get`.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        match self {
+            Self::Direct(s) => s.get(key).await,
+            Self::Txn(t) => t.get(key).await,
+        }
+    }
+
+    /// See the WIT `state.set`.
+    pub async fn set(&self, key: &str, value: String, ttl_ms: Option<u64>) {
+        match self {
+            Self::Direct(s) => s.set(key, value, ttl_ms).await,
+            Self::Txn(t) => {
+                t.set(key, value, ttl_ms, false).await;
+            }
+        }
+    }
+
+    /// See the WIT `state.set-if-absent`.
+    pub async fn set_if_absent(&self, key: &str, value: String, ttl_ms: Option<u64>) -> bool {
+        match self {
+            Self::Direct(s) => s.set_if_absent(key, value, ttl_ms).await,
+            Self::Txn(t) => t.set(key, value, ttl_ms, true).await,
+        }
+    }
+
+    /// See the WIT `state.delete`.
+    pub async fn delete(&self, key: &str) {
+        match self {
+            Self::Direct(s) => s.delete(key).await,
+            Self::Txn(t) => t.delete(key).await,
+        }
+    }
+
+    /// See the WIT `state.list-push`.
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: String,
+        max_len: u32,
+        ttl_ms: Option<u64>,
+    ) -> u32 {
+        match self {
+            Self::Direct(s) => s.list_push(key, value, max_len, ttl_ms).await,
+            Self::Txn(t) => t.list_push(key, value, max_len, ttl_ms).await,
+        }
+    }
+
+    /// See the WIT `state.list-take`.
+    pub async fn list_take(&self, key: &str) -> Vec<String> {
+        match self {
+            Self::Direct(s) => s.list_take(key).await,
+            Self::Txn(t) => t.list_take(key).await,
+        }
+    }
+
+    /// Loads `keys` ahead of use when that saves round trips.
+    pub async fn prefetch(&self, keys: &[String]) {
+        if let Self::Txn(t) = self {
+            t.prefetch(keys).await;
         }
     }
 }

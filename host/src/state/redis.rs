@@ -1,8 +1,9 @@
 //! The Redis state backend: several tocsin instances share counters.
 //!
-//! Every windowed add is one Lua script, so increment, window expiry and
-//! the threshold check are a single atomic step across all instances: two
-//! instances that each see half of a key's events still fire exactly once.
+//! Pipeline batches reach it through a transaction ([`super::txn`]): rule
+//! locks, one load per key, one atomic commit with the batch's outbox
+//! entries. The direct operations below (each one Lua script or command,
+//! so atomic across instances on its own) serve calls outside a batch.
 //! All keys carry `[redis] prefix`, so deployments can share one Redis.
 //!
 //! Outage behaviour (documented in the README): when Redis does not answer
@@ -24,6 +25,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
+use super::ops::Value;
 use super::{EmbeddedState, StateError, WindowHit};
 
 const WINDOW_ADD: &str = r#"
@@ -80,9 +82,19 @@ redis.call('DEL', KEYS[1])
 return v
 "#;
 
+/// Counts one request to Redis (`tocsin_redis_round_trips_total`): the
+/// figure the cluster benchmark divides by events.
+pub fn round_trip() {
+    metrics::counter!("tocsin_redis_round_trips_total").increment(1);
+}
+
 /// See the module documentation.
 pub struct RedisState {
-    conn: ConnectionManager,
+    pub(super) conn: ConnectionManager,
+    pub(super) scripts: super::txn::Scripts,
+    /// This instance's id in the cluster (kept in the data directory, so a
+    /// restart finds its own outbox entries again).
+    instance: String,
     prefix: String,
     local: Arc<EmbeddedState>,
     degraded: AtomicBool,
@@ -109,12 +121,15 @@ impl RedisState {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| StateError::Redis(format!("connecting to Redis: {e}")))?;
+        let instance = instance_id(local_dir)?;
         let me = Arc::new(Self {
+            instance,
             conn,
             prefix: prefix.to_string(),
             local: Arc::new(EmbeddedState::open(local_dir)?),
             degraded: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            scripts: super::txn::Scripts::new(),
             window_add: Script::new(WINDOW_ADD),
             merge_count: Script::new(MERGE_COUNT),
             list_push: Script::new(LIST_PUSH),
@@ -126,16 +141,63 @@ impl RedisState {
         Ok(me)
     }
 
-    fn key(&self, key: &str) -> String {
+    /// This instance's id in the cluster.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// A clone of the connection, counted as one round trip.
+    pub fn connection(&self) -> ConnectionManager {
+        round_trip();
+        self.conn.clone()
+    }
+
+    /// `key` with the deployment's prefix.
+    pub fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 
     fn fail(&self, e: redis::RedisError) {
+        self.fail_with(&e.to_string());
+    }
+
+    /// Marks the backend degraded because of `error`.
+    pub fn fail_with(&self, error: &str) {
         if !self.degraded.swap(true, Ordering::AcqRel) {
-            tracing::error!(error = %e, "Redis unreachable: degraded, counting on local state");
+            tracing::error!(
+                error,
+                "Redis unreachable: degraded, counting on local state"
+            );
             metrics::gauge!("tocsin_state_degraded").set(1.0);
         }
-        *self.last_error.lock() = Some(e.to_string());
+        *self.last_error.lock() = Some(error.to_string());
+    }
+
+    /// Removes `fields` from the hash `hash` (unprefixed); best effort.
+    pub async fn forget_fields(&self, hash: &str, fields: &[String]) {
+        let mut conn = self.connection();
+        if let Err(e) = conn.hdel::<_, _, ()>(self.key(hash), fields).await {
+            tracing::warn!(error = %e, "could not remove shared outbox entries");
+        }
+    }
+
+    /// Starts a batch transaction on `rules` (see [`super::txn`]); `None`
+    /// while degraded, when the batch runs on local state instead.
+    pub async fn begin(
+        self: &Arc<Self>,
+        rules: &[&str],
+    ) -> Result<Option<super::txn::Txn>, super::txn::TxnError> {
+        if self.is_degraded() {
+            return Ok(None);
+        }
+        match super::txn::Txn::begin(self.clone(), rules).await {
+            Ok(t) => Ok(Some(t)),
+            Err(super::txn::TxnError::Redis(e)) => {
+                self.fail_with(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn is_degraded(&self) -> bool {
@@ -163,6 +225,7 @@ impl RedisState {
     ) -> WindowHit {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
+            round_trip();
             let r: redis::RedisResult<(i64, i64, i64, i64)> = self
                 .window_add
                 .key(self.key(key))
@@ -191,6 +254,7 @@ impl RedisState {
     pub async fn get(&self, key: &str) -> Option<String> {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
+            round_trip();
             match conn.get::<_, Option<String>>(self.key(key)).await {
                 Ok(v) => return v,
                 // A key holding a counter or list is "no value", not an outage.
@@ -211,6 +275,7 @@ impl RedisState {
     ) -> bool {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
+            round_trip();
             let mut cmd = redis::cmd("SET");
             cmd.arg(self.key(key)).arg(&value);
             if let Some(ttl) = ttl_ms {
@@ -231,6 +296,7 @@ impl RedisState {
     pub async fn delete(&self, key: &str) {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
+            round_trip();
             match conn.del::<_, i64>(self.key(key)).await {
                 Ok(_) => {}
                 Err(e) => self.fail(e),
@@ -250,6 +316,7 @@ impl RedisState {
     ) -> u32 {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
+            round_trip();
             let ttl: i64 = ttl_ms.map(|t| t as i64).unwrap_or(-1);
             match self
                 .list_push
@@ -271,6 +338,7 @@ impl RedisState {
     pub async fn list_take(&self, key: &str) -> Vec<String> {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
+            round_trip();
             match self
                 .list_take
                 .key(self.key(key))
@@ -291,6 +359,7 @@ impl RedisState {
             return out;
         }
         let mut conn = self.conn.clone();
+        round_trip();
         let pattern = format!("{}{prefix}*", self.prefix);
         let keys: Vec<String> = match redis::cmd("KEYS")
             .arg(&pattern)
@@ -320,6 +389,7 @@ impl RedisState {
     #[allow(clippy::len_without_is_empty)]
     pub async fn len(&self) -> usize {
         let mut conn = self.conn.clone();
+        round_trip();
         redis::cmd("DBSIZE")
             .query_async::<usize>(&mut conn)
             .await
@@ -335,6 +405,7 @@ impl RedisState {
                 continue;
             }
             let mut conn = self.conn.clone();
+            round_trip();
             if redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
@@ -360,12 +431,13 @@ impl RedisState {
     async fn reconcile(&self) -> Result<usize, redis::RedisError> {
         let entries = self.local.drain();
         let mut conn = self.conn.clone();
+        round_trip();
         let now = crate::event::now_ms();
         let n = entries.len();
         for (key, entry) in entries {
             let ttl = entry.expires_at.map(|t| (t - now).max(1)).unwrap_or(0);
             match entry.value {
-                embedded::ExportedValue::Counter {
+                Value::Counter {
                     count,
                     window_start,
                 } => {
@@ -377,7 +449,7 @@ impl RedisState {
                         .invoke_async::<i64>(&mut conn)
                         .await?;
                 }
-                embedded::ExportedValue::Text(v) => {
+                Value::Text(v) => {
                     let mut cmd = redis::cmd("SET");
                     cmd.arg(self.key(&key)).arg(v).arg("NX");
                     if ttl > 0 {
@@ -385,11 +457,33 @@ impl RedisState {
                     }
                     cmd.query_async::<Option<String>>(&mut conn).await?;
                 }
-                embedded::ExportedValue::List(_) => {}
+                Value::List(_) => {}
             }
         }
         Ok(n)
     }
 }
 
-use super::embedded;
+/// Reads (or creates) the instance id kept in `dir`.
+fn instance_id(dir: &std::path::Path) -> Result<String, StateError> {
+    let path = dir.join("instance-id");
+    let io = |source| StateError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => write_instance_id(&path).map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            write_instance_id(&path).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn write_instance_id(path: &std::path::Path) -> std::io::Result<String> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    std::fs::write(path, &id)?;
+    Ok(id)
+}

@@ -42,6 +42,9 @@ pub struct CallScope {
     pub grants: Arc<Grants>,
     /// Deliveries queued by this call; handed on only if the call returns.
     pub deliveries: Vec<Delivery>,
+    /// The batch's transaction on shared state, when there is one: the
+    /// aggregator's state calls go through it (see [`crate::state::txn`]).
+    pub txn: Option<Arc<crate::state::Txn>>,
 }
 
 impl CallScope {
@@ -51,6 +54,7 @@ impl CallScope {
             rule,
             grants,
             deliveries: Vec::new(),
+            txn: None,
         }
     }
 }

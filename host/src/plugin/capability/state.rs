@@ -1,9 +1,10 @@
 //! `tocsin:plugin/state`: aggregator state kept by the host, scoped to the
-//! rule being served (see [`crate::state`]). Async: the backend may be Redis.
+//! rule being served (see [`crate::state`]). Async: the backend may be
+//! Redis, reached through the batch's transaction.
 
 use crate::plugin::bindings::aggregator::tocsin::plugin::state::{Host, WindowHit};
 use crate::plugin::HostCtx;
-use crate::state::scoped_key;
+use crate::state::{scoped_key, StateView};
 
 /// Runs a state call, charging its duration to host wait, not guest CPU.
 macro_rules! timed {
@@ -15,6 +16,17 @@ macro_rules! timed {
     }};
 }
 
+impl HostCtx {
+    /// The state this call reads and writes, and `key` scoped to its rule.
+    fn view(&self, key: &str) -> (StateView, String) {
+        let view = match &self.scope.txn {
+            Some(t) => StateView::Txn(t.clone()),
+            None => StateView::Direct(self.state.clone()),
+        };
+        (view, scoped_key(&self.scope.rule, key))
+    }
+}
+
 impl Host for HostCtx {
     async fn window_add(
         &mut self,
@@ -24,11 +36,11 @@ impl Host for HostCtx {
         window_ms: u64,
         threshold: u64,
     ) -> WindowHit {
-        let key = scoped_key(&self.scope.rule, &key);
-        let hit = self
-            .state
-            .window_add(&key, delta, now, window_ms, threshold)
-            .await;
+        let (state, key) = self.view(&key);
+        let hit = timed!(
+            self,
+            state.window_add(&key, delta, now, window_ms, threshold)
+        );
         WindowHit {
             before: hit.before,
             fires: hit.fires,
@@ -38,24 +50,22 @@ impl Host for HostCtx {
     }
 
     async fn get(&mut self, key: String) -> Option<String> {
-        let (state, key) = (self.state.clone(), scoped_key(&self.scope.rule, &key));
+        let (state, key) = self.view(&key);
         timed!(self, state.get(&key))
     }
 
     async fn set(&mut self, key: String, value: String, ttl_ms: Option<u64>) {
-        self.state
-            .set(&scoped_key(&self.scope.rule, &key), value, ttl_ms)
-            .await
+        let (state, key) = self.view(&key);
+        timed!(self, state.set(&key, value, ttl_ms))
     }
 
     async fn set_if_absent(&mut self, key: String, value: String, ttl_ms: Option<u64>) -> bool {
-        self.state
-            .set_if_absent(&scoped_key(&self.scope.rule, &key), value, ttl_ms)
-            .await
+        let (state, key) = self.view(&key);
+        timed!(self, state.set_if_absent(&key, value, ttl_ms))
     }
 
     async fn delete(&mut self, key: String) {
-        let (state, key) = (self.state.clone(), scoped_key(&self.scope.rule, &key));
+        let (state, key) = self.view(&key);
         timed!(self, state.delete(&key))
     }
 
@@ -66,13 +76,12 @@ impl Host for HostCtx {
         max_len: u32,
         ttl_ms: Option<u64>,
     ) -> u32 {
-        let (state, key) = (self.state.clone(), scoped_key(&self.scope.rule, &key));
+        let (state, key) = self.view(&key);
         timed!(self, state.list_push(&key, value, max_len, ttl_ms))
     }
 
     async fn list_take(&mut self, key: String) -> Vec<String> {
-        self.state
-            .list_take(&scoped_key(&self.scope.rule, &key))
-            .await
+        let (state, key) = self.view(&key);
+        timed!(self, state.list_take(&key))
     }
 }

@@ -1,0 +1,299 @@
+//! Several instances sharing one Redis: liveness, the shared outbox, and
+//! takeover of a dead instance's deliveries.
+//!
+//! Why: each instance attempts deliveries from its own outbox (SQLite in
+//! its data directory). If an instance dies, its data directory may never
+//! come back, so every batch also writes its deliveries into a Redis hash
+//! owned by the instance (`<prefix>\x1eoutbox\x1f<instance>`), in the same
+//! atomic commit as its counters ([`crate::state::txn`]). An entry leaves
+//! the hash when its delivery is settled (delivered or dead). Each instance
+//! refreshes a heartbeat key every second ([`HEARTBEAT_TTL`]); when one's
+//! heartbeat lapses, the first live instance to notice moves the dead
+//! one's hash into its own (one Lua call, so exactly one taker) and
+//! attempts the deliveries.
+//!
+//! What this promises: every committed alert is delivered by some
+//! instance. A delivery the dead instance had sent but not yet settled
+//! (the instant between the receiver's "OK" and the settle) is sent again
+//! by the taker: at-least-once, with the same `Message-ID` (email) and
+//! `X-Tocsin-Delivery` header (webhooks), so receivers can drop the copy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+
+use crate::deliver::{Deliverer, DeliveryRow, NotificationRow, Outgoing, Status};
+use crate::state::RedisState;
+
+/// How long an instance that stopped refreshing its heartbeat is still
+/// considered alive.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Moves a dead instance's outbox hash (KEYS[2]) into the taker's
+/// (KEYS[3]) if the dead instance's heartbeat (KEYS[1]) is still absent,
+/// and notes what was taken (KEYS[4], a week) for the dead instance to
+/// retire should it come back.
+const TAKE_OVER: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  redis.call('HSET', KEYS[3], all[i], all[i + 1])
+  redis.call('SADD', KEYS[4], all[i])
+end
+if #all > 0 then redis.call('PEXPIRE', KEYS[4], 604800000) end
+redis.call('DEL', KEYS[2])
+return all
+"#;
+
+/// One shared-outbox entry: a delivery with its notification, or a
+/// notification that has no delivery (kept until recorded locally).
+#[derive(Serialize, Deserialize)]
+pub struct SharedEntry {
+    pub notification: Option<NotificationRow>,
+    pub delivery: Option<DeliveryRow>,
+}
+
+/// The Redis hash holding `instance`'s unsettled deliveries (unprefixed).
+pub fn outbox_key(instance: &str) -> String {
+    format!("\u{1e}outbox\u{1f}{instance}")
+}
+
+fn taken_key(instance: &str) -> String {
+    format!("\u{1e}taken\u{1f}{instance}")
+}
+
+fn heartbeat_key(instance: &str) -> String {
+    format!("\u{1e}instance\u{1f}{instance}")
+}
+
+const MEMBERS: &str = "\u{1e}instances";
+
+/// Hash fields of a batch's outgoing work: `d:<delivery>` and
+/// `n:<notification>` (notifications without deliveries).
+pub fn shared_entries(out: &Outgoing) -> Vec<(String, String)> {
+    let by_id: HashMap<&str, &NotificationRow> = out
+        .notifications
+        .iter()
+        .map(|n| (n.id.as_str(), n))
+        .collect();
+    let mut with_delivery = std::collections::HashSet::new();
+    let mut fields = Vec::new();
+    for d in &out.deliveries {
+        with_delivery.insert(d.notification_id.as_str());
+        let entry = SharedEntry {
+            notification: by_id.get(d.notification_id.as_str()).map(|n| (*n).clone()),
+            delivery: Some(d.clone()),
+        };
+        if let Ok(json) = serde_json::to_string(&entry) {
+            fields.push((format!("d:{}", d.id), json));
+        }
+    }
+    for n in &out.notifications {
+        if with_delivery.contains(n.id.as_str()) {
+            continue;
+        }
+        let entry = SharedEntry {
+            notification: Some(n.clone()),
+            delivery: None,
+        };
+        if let Ok(json) = serde_json::to_string(&entry) {
+            fields.push((format!("n:{}", n.id), json));
+        }
+    }
+    fields
+}
+
+/// This instance's part in the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    redis: Arc<RedisState>,
+}
+
+impl Cluster {
+    /// Registers this instance, adopts what its own previous run left in
+    /// the shared outbox, and starts the heartbeat, the settle writer and
+    /// the takeover watch.
+    pub async fn start(redis: Arc<RedisState>, deliverer: &Deliverer) -> anyhow::Result<Self> {
+        let me = Self { redis };
+        me.heartbeat().await?;
+        let mut conn = me.redis.connection();
+        conn.sadd::<_, _, ()>(me.redis.key(MEMBERS), me.redis.instance())
+            .await?;
+        me.adopt_own(deliverer).await?;
+
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        deliverer.dispatcher().on_settled(tx);
+        tokio::spawn(me.clone().settle_loop(rx));
+        let watcher = me.clone();
+        let deliverer = deliverer.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = watcher.heartbeat().await {
+                    tracing::warn!(error = %e, "cluster heartbeat failed");
+                    continue;
+                }
+                if let Err(e) = watcher.take_over_dead(&deliverer).await {
+                    tracing::warn!(error = %e, "looking for dead instances failed");
+                }
+            }
+        });
+        tracing::info!(instance = me.redis.instance(), "joined the cluster");
+        Ok(me)
+    }
+
+    async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.redis.connection();
+        conn.pset_ex(
+            self.redis.key(&heartbeat_key(self.redis.instance())),
+            crate::event::now_ms(),
+            HEARTBEAT_TTL.as_millis() as u64,
+        )
+        .await
+    }
+
+    /// Records in the local outbox what this instance's hash holds (a
+    /// previous run may have died between the Redis commit and the local
+    /// one), settles what the local outbox already finished, and retires
+    /// local deliveries another instance took over while this one was down.
+    async fn adopt_own(&self, deliverer: &Deliverer) -> anyhow::Result<()> {
+        let key = self.redis.key(&outbox_key(self.redis.instance()));
+        let mut conn = self.redis.connection();
+        let fields: HashMap<String, String> = conn.hgetall(&key).await?;
+        let (out, notes) = decode(&fields);
+        let ids: std::collections::HashSet<String> =
+            out.deliveries.iter().map(|d| d.id.clone()).collect();
+        deliverer.replay(out).await?;
+        let mut settled: Vec<String> = notes;
+        for id in &ids {
+            if let Some(row) = deliverer.outbox().delivery(id.clone()).await? {
+                if row.status != Status::Pending {
+                    settled.push(format!("d:{id}"));
+                }
+            }
+        }
+        let taken_key = self.redis.key(&taken_key(self.redis.instance()));
+        let mut conn = self.redis.connection();
+        let taken: Vec<String> = conn.smembers(&taken_key).await?;
+        for field in &taken {
+            let Some(id) = field.strip_prefix("d:") else {
+                continue;
+            };
+            if let Some(mut row) = deliverer.outbox().delivery(id.to_string()).await? {
+                if row.status == Status::Pending {
+                    row.status = Status::HandedOver;
+                    row.last_error =
+                        Some("taken over by another instance while this one was down".into());
+                    deliverer.outbox().update(&row);
+                }
+            }
+        }
+        deliverer.outbox().flush().await?;
+        if !taken.is_empty() {
+            tracing::warn!(
+                deliveries = taken.len(),
+                "another instance took over deliveries while this one was down; not sending them"
+            );
+            let mut conn = self.redis.connection();
+            conn.del::<_, ()>(&taken_key).await?;
+        }
+        if !settled.is_empty() {
+            let mut conn = self.redis.connection();
+            conn.hdel::<_, _, ()>(&key, settled).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes settled deliveries from this instance's hash, in batches.
+    async fn settle_loop(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let key = self.redis.key(&outbox_key(self.redis.instance()));
+        let mut ids = Vec::new();
+        while rx.recv_many(&mut ids, 256).await > 0 {
+            let fields: Vec<String> = ids.drain(..).map(|id| format!("d:{id}")).collect();
+            let mut conn = self.redis.connection();
+            if let Err(e) = conn.hdel::<_, _, ()>(&key, &fields).await {
+                // Left in the hash: only a takeover would see them, and
+                // it would send them again (at-least-once).
+                tracing::warn!(error = %e, n = fields.len(), "could not settle shared outbox entries");
+            }
+        }
+    }
+
+    /// Takes over the shared outbox of every instance whose heartbeat lapsed.
+    async fn take_over_dead(&self, deliverer: &Deliverer) -> anyhow::Result<()> {
+        let mut conn = self.redis.connection();
+        let members: Vec<String> = conn.smembers(self.redis.key(MEMBERS)).await?;
+        let script = Script::new(TAKE_OVER);
+        let mine = self.redis.key(&outbox_key(self.redis.instance()));
+        for other in members.iter().filter(|m| *m != self.redis.instance()) {
+            let mut conn = self.redis.connection();
+            let alive: bool = conn.exists(self.redis.key(&heartbeat_key(other))).await?;
+            if alive {
+                continue;
+            }
+            let mut conn = self.redis.connection();
+            let flat: Vec<String> = script
+                .key(self.redis.key(&heartbeat_key(other)))
+                .key(self.redis.key(&outbox_key(other)))
+                .key(&mine)
+                .key(self.redis.key(&taken_key(other)))
+                .invoke_async(&mut conn)
+                .await?;
+            let mut conn = self.redis.connection();
+            conn.srem::<_, _, ()>(self.redis.key(MEMBERS), other)
+                .await?;
+            let fields: HashMap<String, String> = flat
+                .chunks(2)
+                .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            let (out, notes) = decode(&fields);
+            let n = out.deliveries.len();
+            metrics::counter!("tocsin_deliveries_taken_over_total").increment(n as u64);
+            tracing::warn!(dead = %other, deliveries = n, "took over a dead instance's deliveries");
+            deliverer.commit(out).await?;
+            if !notes.is_empty() {
+                let mut conn = self.redis.connection();
+                conn.hdel::<_, _, ()>(&mine, notes).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Outgoing work from shared-outbox fields, and the notification-only
+/// fields (settled as soon as they are recorded locally).
+fn decode(fields: &HashMap<String, String>) -> (Outgoing, Vec<String>) {
+    let mut out = Outgoing::default();
+    let mut notes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (field, json) in fields {
+        let entry: SharedEntry = match serde_json::from_str(json) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(field, error = %e, "unreadable shared outbox entry skipped");
+                continue;
+            }
+        };
+        if let Some(n) = entry.notification {
+            if seen.insert(n.id.clone()) {
+                out.notifications.push(n);
+            }
+        }
+        match entry.delivery {
+            Some(mut d) => {
+                d.status = Status::Pending;
+                out.deliveries.push(d);
+            }
+            None => notes.push(field.clone()),
+        }
+    }
+    (out, notes)
+}

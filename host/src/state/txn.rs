@@ -1,0 +1,503 @@
+//! A pipeline batch's transaction on the shared (Redis) state.
+//!
+//! Why: with several instances on one queue, a batch's counter changes,
+//! its dedup marks and the alerts they complete must become visible
+//! together. Applied one by one, an instance killed between "counted" and
+//! "alert recorded" loses the alert: the redelivered events are recognised
+//! as counted. So a batch:
+//!
+//! 1. takes the cluster-wide lock of every rule it feeds (one Lua call,
+//!    all or nothing, so two instances never deadlock); the lock is a lease
+//!    that expires, so a killed holder stalls the rule for at most
+//!    [`LOCK_LEASE`];
+//! 2. reads each key it touches from Redis once, then works on a private
+//!    copy with the same operations as the embedded store ([`super::ops`]);
+//! 3. commits in one Lua call that checks it still holds its locks, writes
+//!    every changed key, the dedup marks and the batch's outbox entries,
+//!    and releases the locks.
+//!
+//! A crash before 3 changes nothing in Redis: the source redelivers and the
+//! events are counted afresh. A failed plugin call is rolled back to a
+//! [`Checkpoint`], so a trap leaves no partial writes either. The price is
+//! that one rule's aggregation runs on one instance at a time; matching,
+//! routing, rendering and delivery, and different rules, run in parallel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Script;
+use tokio::sync::Mutex;
+
+use super::ops::{self, Entry, Value};
+use super::{RedisState, StateError, WindowHit};
+use crate::event::now_ms;
+
+/// How long a rule lock outlives a holder that stopped answering.
+pub const LOCK_LEASE: Duration = Duration::from_secs(5);
+/// How long a batch waits for its rules' locks before it fails (and its
+/// events are redelivered).
+const LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// Takes every lock in KEYS with token ARGV[1] for ARGV[2] ms, or none.
+const ACQUIRE: &str = r#"
+for _, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then return 0 end
+end
+for _, k in ipairs(KEYS) do
+  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"#;
+
+/// Reads one key as `{kind, pttl, fields...}`.
+const LOAD: &str = r#"
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {'n'} end
+local ttl = tostring(redis.call('PTTL', KEYS[1]))
+if t == 'hash' then
+  local c = redis.call('HMGET', KEYS[1], 'c', 's')
+  return {'c', ttl, c[1] or '0', c[2] or '0'}
+elseif t == 'string' then
+  return {'t', ttl, redis.call('GET', KEYS[1])}
+elseif t == 'list' then
+  local out = {'l', ttl}
+  for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do table.insert(out, v) end
+  return out
+end
+return {'n'}
+"#;
+
+/// Checks the locks in KEYS still hold token ARGV[1], applies the writes
+/// encoded in ARGV[2..] and releases the locks. Keys are passed in ARGV:
+/// tocsin runs on a single Redis (or one primary), not Redis Cluster.
+const COMMIT: &str = r#"
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) ~= ARGV[1] then return redis.error_reply('LOCKLOST ' .. k) end
+end
+local i = 2
+while i <= #ARGV do
+  local op, key, ttl = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if op == 'D' then
+    redis.call('DEL', key)
+    i = i + 3
+  elseif op == 'T' then
+    if ttl > 0 then redis.call('SET', key, ARGV[i + 3], 'PX', ttl) else redis.call('SET', key, ARGV[i + 3]) end
+    i = i + 4
+  elseif op == 'C' then
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'c', ARGV[i + 3], 's', ARGV[i + 4])
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    i = i + 5
+  elseif op == 'L' then
+    local n = tonumber(ARGV[i + 3])
+    redis.call('DEL', key)
+    for j = 1, n do redis.call('RPUSH', key, ARGV[i + 3 + j]) end
+    if ttl > 0 and n > 0 then redis.call('PEXPIRE', key, ttl) end
+    i = i + 4 + n
+  elseif op == 'H' then
+    redis.call('HSET', key, ARGV[i + 3], ARGV[i + 4])
+    i = i + 5
+  else
+    return redis.error_reply('unknown op ' .. op)
+  end
+end
+for _, k in ipairs(KEYS) do redis.call('DEL', k) end
+return 1
+"#;
+
+/// The Lua scripts a transaction runs, loaded once per backend.
+pub(super) struct Scripts {
+    acquire: Script,
+    load: Script,
+    commit: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            acquire: Script::new(ACQUIRE),
+            load: Script::new(LOAD),
+            commit: Script::new(COMMIT),
+        }
+    }
+}
+
+/// One key as the batch sees it.
+#[derive(Clone)]
+struct Slot {
+    entry: Option<Entry>,
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: HashMap<String, Slot>,
+    /// Outbox entries to write with the commit: (hash key, field, value).
+    outbox: Vec<(String, String, String)>,
+    /// The first Redis error: the batch cannot commit.
+    broken: Option<String>,
+}
+
+/// See the module documentation.
+pub struct Txn {
+    redis: Arc<RedisState>,
+    /// Full (prefixed) lock keys held.
+    locks: Vec<String>,
+    token: String,
+    inner: Mutex<Inner>,
+}
+
+/// A copy of a transaction's private state to roll back to.
+pub struct Checkpoint(HashMap<String, Slot>);
+
+/// Why a transaction could not start or commit.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    #[error("Redis failed during the batch: {0}")]
+    Redis(String),
+    #[error("the lock of rule(s) {0} was not free within {1:?}")]
+    LockTimeout(String, Duration),
+    #[error("the batch outlived its rule lock lease ({0}); it will be redone")]
+    LockLost(String),
+}
+
+impl From<TxnError> for StateError {
+    fn from(e: TxnError) -> Self {
+        StateError::Redis(e.to_string())
+    }
+}
+
+impl Txn {
+    /// Takes the locks of `rules`, waiting while another batch holds any.
+    pub(super) async fn begin(redis: Arc<RedisState>, rules: &[&str]) -> Result<Self, TxnError> {
+        let mut locks: Vec<String> = rules
+            .iter()
+            .map(|r| redis.key(&format!("\u{1e}lock\u{1f}{r}")))
+            .collect();
+        locks.sort();
+        locks.dedup();
+        let token = uuid::Uuid::now_v7().simple().to_string();
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let mut conn = redis.conn.clone();
+            let mut call = redis.scripts.acquire.prepare_invoke();
+            for k in &locks {
+                call.key(k);
+            }
+            call.arg(&token).arg(LOCK_LEASE.as_millis() as u64);
+            super::redis::round_trip();
+            let got: i64 = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| TxnError::Redis(e.to_string()))?;
+            if got == 1 {
+                break;
+            }
+            if started.elapsed() > LOCK_WAIT {
+                return Err(TxnError::LockTimeout(rules.join(", "), LOCK_WAIT));
+            }
+            metrics::counter!("tocsin_state_lock_waits_total").increment(1);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        metrics::histogram!("tocsin_state_lock_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(Self {
+            redis,
+            locks,
+            token,
+            inner: Mutex::new(Inner {
+                slots: HashMap::new(),
+                outbox: Vec::new(),
+                broken: None,
+            }),
+        })
+    }
+
+    /// Loads `keys` the batch is about to need, in one round trip.
+    pub async fn prefetch(&self, keys: &[String]) {
+        let mut inner = self.inner.lock().await;
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !inner.slots.contains_key(*k))
+            .collect();
+        if missing.is_empty() || inner.broken.is_some() {
+            return;
+        }
+        let calls: Vec<_> = missing
+            .iter()
+            .map(|k| self.redis.scripts.load.key(self.redis.key(k)))
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.redis.scripts.load).ignore();
+        for call in &calls {
+            pipe.invoke_script(call);
+        }
+        let mut conn = self.redis.conn.clone();
+        super::redis::round_trip();
+        match pipe.query_async::<Vec<Vec<String>>>(&mut conn).await {
+            Ok(rows) => {
+                let now = now_ms();
+                for (k, row) in missing.into_iter().zip(rows) {
+                    let entry = decode(&row, now);
+                    inner.slots.insert(
+                        k.clone(),
+                        Slot {
+                            entry,
+                            dirty: false,
+                        },
+                    );
+                }
+            }
+            Err(e) => inner.broken = Some(e.to_string()),
+        }
+    }
+
+    /// Runs `op` on the batch's copy of `key`, loading it first if needed.
+    async fn with<R>(&self, key: &str, op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool)) -> R {
+        let mut inner = self.inner.lock().await;
+        if !inner.slots.contains_key(key) {
+            let entry = if inner.broken.is_some() {
+                None
+            } else {
+                let mut conn = self.redis.conn.clone();
+                super::redis::round_trip();
+                match self
+                    .redis
+                    .scripts
+                    .load
+                    .key(self.redis.key(key))
+                    .invoke_async::<Vec<String>>(&mut conn)
+                    .await
+                {
+                    Ok(row) => decode(&row, now_ms()),
+                    Err(e) => {
+                        inner.broken = Some(e.to_string());
+                        None
+                    }
+                }
+            };
+            inner.slots.insert(
+                key.to_string(),
+                Slot {
+                    entry,
+                    dirty: false,
+                },
+            );
+        }
+        let slot = inner.slots.entry(key.to_string()).or_insert(Slot {
+            entry: None,
+            dirty: false,
+        });
+        let (out, changed) = op(&mut slot.entry, now_ms());
+        slot.dirty |= changed;
+        out
+    }
+
+    /// See the WIT `state.window-add`.
+    pub async fn window_add(
+        &self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> WindowHit {
+        self.with(key, |slot, host_now| {
+            let hit = ops::window_add(slot, delta, now, window_ms, threshold, host_now);
+            (hit, true)
+        })
+        .await
+    }
+
+    /// See the WIT `state.get`.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        self.with(key, |slot, host_now| {
+            (ops::get(slot.as_ref(), host_now), false)
+        })
+        .await
+    }
+
+    /// See the WIT `state.set` / `state.set-if-absent`.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl_ms: Option<u64>,
+        only_if_absent: bool,
+    ) -> bool {
+        self.with(key, |slot, host_now| {
+            let stored = ops::set(slot, value, ttl_ms, only_if_absent, host_now);
+            (stored, stored)
+        })
+        .await
+    }
+
+    /// See the WIT `state.delete`.
+    pub async fn delete(&self, key: &str) {
+        self.with(key, |slot, _| {
+            let changed = slot.is_some();
+            *slot = None;
+            ((), changed)
+        })
+        .await
+    }
+
+    /// See the WIT `state.list-push`.
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: String,
+        max_len: u32,
+        ttl_ms: Option<u64>,
+    ) -> u32 {
+        self.with(key, |slot, host_now| {
+            (ops::list_push(slot, value, max_len, ttl_ms, host_now), true)
+        })
+        .await
+    }
+
+    /// See the WIT `state.list-take`.
+    pub async fn list_take(&self, key: &str) -> Vec<String> {
+        self.with(key, |slot, host_now| {
+            let changed = slot.is_some();
+            (ops::list_take(slot, host_now), changed)
+        })
+        .await
+    }
+
+    /// Adds a field to write into the Redis hash `hash` (unprefixed) with
+    /// the commit.
+    pub async fn hash_set(&self, hash: &str, field: String, value: String) {
+        let key = self.redis.key(hash);
+        self.inner.lock().await.outbox.push((key, field, value));
+    }
+
+    /// A copy of the batch's private state, to undo a failed plugin call.
+    pub async fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.inner.lock().await.slots.clone())
+    }
+
+    /// Undoes everything since `cp`.
+    pub async fn restore(&self, cp: Checkpoint) {
+        self.inner.lock().await.slots = cp.0;
+    }
+
+    /// Writes every change and outbox entry atomically and releases the
+    /// locks (see the module documentation).
+    pub async fn commit(&self) -> Result<(), TxnError> {
+        let inner = std::mem::take(&mut *self.inner.lock().await);
+        if let Some(e) = inner.broken {
+            self.redis.fail_with(&e);
+            release(&self.redis, &self.locks, &self.token).await;
+            return Err(TxnError::Redis(e));
+        }
+        let now = now_ms();
+        let mut call = self.redis.scripts.commit.prepare_invoke();
+        for k in &self.locks {
+            call.key(k);
+        }
+        call.arg(&self.token);
+        for (key, slot) in &inner.slots {
+            if !slot.dirty {
+                continue;
+            }
+            let full = self.redis.key(key);
+            let ttl = |e: &Entry| e.expires_at.map(|t| t - now).unwrap_or(0);
+            match &slot.entry {
+                Some(e) if e.expires_at.is_some_and(|t| t <= now) => {
+                    call.arg("D").arg(full).arg(0);
+                }
+                None => {
+                    call.arg("D").arg(full).arg(0);
+                }
+                Some(e) => match &e.value {
+                    Value::Text(v) => {
+                        call.arg("T").arg(full).arg(ttl(e)).arg(v);
+                    }
+                    Value::Counter {
+                        count,
+                        window_start,
+                    } => {
+                        call.arg("C")
+                            .arg(full)
+                            .arg(ttl(e))
+                            .arg(count)
+                            .arg(window_start);
+                    }
+                    Value::List(items) => {
+                        call.arg("L").arg(full).arg(ttl(e)).arg(items.len());
+                        for v in items {
+                            call.arg(v);
+                        }
+                    }
+                },
+            }
+        }
+        for (hash, field, value) in &inner.outbox {
+            call.arg("H").arg(hash).arg(0).arg(field).arg(value);
+        }
+        let mut conn = self.redis.conn.clone();
+        super::redis::round_trip();
+        match call.invoke_async::<i64>(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("LOCKLOST") => {
+                metrics::counter!("tocsin_state_lock_lost_total").increment(1);
+                Err(TxnError::LockLost(e.to_string()))
+            }
+            Err(e) => {
+                // Whether Redis applied it is unknown; the locks expire.
+                self.redis.fail_with(&e.to_string());
+                Err(TxnError::Redis(e.to_string()))
+            }
+        }
+    }
+
+    /// Gives up: releases the locks, writes nothing.
+    pub async fn abort(&self) {
+        release(&self.redis, &self.locks, &self.token).await;
+    }
+}
+
+/// Releases `locks` still held with `token`.
+async fn release(redis: &RedisState, locks: &[String], token: &str) {
+    const RELEASE: &str = r#"
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+return 1
+"#;
+    let script = Script::new(RELEASE);
+    let mut call = script.prepare_invoke();
+    for k in locks {
+        call.key(k);
+    }
+    call.arg(token);
+    let mut conn = redis.conn.clone();
+    super::redis::round_trip();
+    if let Err(e) = call.invoke_async::<i64>(&mut conn).await {
+        tracing::warn!(error = %e, "could not release rule locks; they expire with their lease");
+    }
+}
+
+/// Decodes a `LOAD` reply; `host_now` turns the TTL into an expiry.
+fn decode(row: &[String], host_now: i64) -> Option<Entry> {
+    let kind = row.first()?;
+    let expires_at = row
+        .get(1)
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|t| *t > 0)
+        .map(|t| host_now + t);
+    let value = match kind.as_str() {
+        "c" => Value::Counter {
+            count: row.get(2)?.parse().ok()?,
+            window_start: row.get(3)?.parse().ok()?,
+        },
+        "t" => Value::Text(row.get(2)?.clone()),
+        "l" => Value::List(row[2..].to_vec()),
+        _ => return None,
+    };
+    Some(Entry { value, expires_at })
+}
