@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cpu;
 pub mod fig_alertmanager;
 pub mod fig_amqp;
+pub mod fig_cluster;
 pub mod fig_delivery;
 pub mod fig_http;
 pub mod fig_memory;

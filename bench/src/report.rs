@@ -67,6 +67,8 @@ pub enum Unit {
     Count,
     /// A ratio, printed as `×`.
     Ratio,
+    /// A plain number with two decimals (a cost per event).
+    Decimal,
 }
 
 /// `value` in `unit`, short.
@@ -97,6 +99,7 @@ pub fn fmt(value: f64, unit: Unit) -> String {
         Unit::Bytes => format!("{:.1} MiB", value / (1024.0 * 1024.0)),
         Unit::Count => format!("{value:.0}"),
         Unit::Ratio => format!("{value:.2}×"),
+        Unit::Decimal => format!("{value:.2}"),
     }
 }
 

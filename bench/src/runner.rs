@@ -29,7 +29,7 @@ struct Args {
     /// Runs per figure (default 3, or 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only these figures (comma-separated numbers 1-7).
+    /// Only these figures (comma-separated numbers 1-8).
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Where to write the report (default: <root>/BENCHMARKS.md).
@@ -69,7 +69,7 @@ fn main() {
     }
 }
 
-const TITLES: [&str; 7] = [
+const TITLES: [&str; 8] = [
     "1. Aggregation stage: WASM versus native, one core",
     "2. HTTP ingest and event → WebSocket latency",
     "3. RabbitMQ: tocsin versus a no-op consumer",
@@ -77,6 +77,7 @@ const TITLES: [&str; 7] = [
     "5. Hot reload of a plugin",
     "6. Memory (RSS)",
     "7. Side by side with Alertmanager",
+    "8. Cluster: 1, 2 and 3 instances sharing Redis",
 ];
 
 /// Runs the selected figures; returns whether all of them were measured.
@@ -141,7 +142,7 @@ async fn run(args: Args) -> Result<bool> {
     let commit = git_commit(&ctx.root);
     let mut sections = Vec::new();
     let mut all_ok = true;
-    for n in 1..=7u8 {
+    for n in 1..=8u8 {
         if !selected(n) {
             continue;
         }
@@ -157,7 +158,8 @@ async fn run(args: Args) -> Result<bool> {
             4 => benchkit::fig_delivery::run(&ctx).await,
             5 => benchkit::fig_reload::run(&ctx).await,
             6 => benchkit::fig_memory::run(&ctx).await,
-            _ => benchkit::fig_alertmanager::run(&ctx).await,
+            7 => benchkit::fig_alertmanager::run(&ctx).await,
+            _ => benchkit::fig_cluster::run(&ctx).await,
         };
         match result {
             Ok(s) => sections.push(s),
@@ -231,6 +233,7 @@ fn targets_of(n: u8) -> &'static [(&'static str, &'static str)] {
             ),
         ],
         6 => &[("RSS with 100k live keys", "≤ 64 MiB")],
+        8 => &[("cluster: alerts exact with 1, 2 and 3 instances", "exact")],
         _ => &[
             ("accepted alerts/s vs Alertmanager, batch 1", "≥ 4×"),
             (

@@ -5,7 +5,7 @@
 //!    release mode (benchmarks of a debug build mean nothing);
 //! 2. builds and runs `host/benches/aggregate.rs` (figure 1) and keeps its
 //!    table, with how busy the machine was meanwhile;
-//! 3. runs `tocsin-bench`, which measures figures 2-7 on fresh processes
+//! 3. runs `tocsin-bench`, which measures figures 2-8 on fresh processes
 //!    and writes `BENCHMARKS.md` at the repository root.
 //!
 //! Not part of `cargo xtask test`: benchmarks are not tests, and they want
@@ -21,10 +21,12 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--only N,N,...] [--runs
 
   --quick       one short run per figure (a smoke test)
   --only LIST   only these figures (1 aggregation, 2 HTTP, 3 RabbitMQ,
-                4 delivery, 5 hot reload, 6 memory, 7 Alertmanager)
+                4 delivery, 5 hot reload, 6 memory, 7 Alertmanager,
+                8 cluster)
   --runs N      runs per figure (default 3; 1 with --quick)
 
-Needs RabbitMQ on 127.0.0.1:5672 (figure 3) and prometheus-alertmanager
+Needs RabbitMQ on 127.0.0.1:5672 (figures 3, 8), Redis on 127.0.0.1:6379
+(figure 8) and prometheus-alertmanager
 (figure 7, `cargo xtask clients` installs it). Writes BENCHMARKS.md.";
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -52,8 +54,8 @@ fn only(args: &[String]) -> Result<Option<Vec<u8>>> {
                 s.trim()
                     .parse::<u8>()
                     .ok()
-                    .filter(|n| (1..=7).contains(n))
-                    .with_context(|| format!("--only: {s:?} is not a figure number 1-7"))
+                    .filter(|n| (1..=8).contains(n))
+                    .with_context(|| format!("--only: {s:?} is not a figure number 1-8"))
             })
             .collect::<Result<Vec<_>>>()?;
         return Ok(Some(figures));
