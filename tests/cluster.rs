@@ -30,9 +30,15 @@ plugin = "email"
 grants = { email = ["default"] }
 "#;
 
-async fn cluster(rabbit: &Rabbit, smtp: &SmtpSink, prefix: &str) -> anyhow::Result<Vec<Tocsin>> {
+/// Three instances; `smtp_ports[i]` overrides instance i's SMTP port.
+async fn cluster(
+    rabbit: &Rabbit,
+    smtp: &SmtpSink,
+    prefix: &str,
+    smtp_ports: [Option<u16>; 3],
+) -> anyhow::Result<Vec<Tocsin>> {
     let mut out = Vec::new();
-    for _ in 0..3 {
+    for port in smtp_ports {
         let mut env = rabbit.env();
         env.extend([
             (
@@ -41,7 +47,10 @@ async fn cluster(rabbit: &Rabbit, smtp: &SmtpSink, prefix: &str) -> anyhow::Resu
             ),
             ("TOCSIN_REDIS_PREFIX".to_string(), prefix.to_string()),
             ("TOCSIN_SMTP_HOST".to_string(), "127.0.0.1".to_string()),
-            ("TOCSIN_SMTP_PORT".to_string(), smtp.port.to_string()),
+            (
+                "TOCSIN_SMTP_PORT".to_string(),
+                port.unwrap_or(smtp.port).to_string(),
+            ),
             ("TOCSIN_SMTP_TO".to_string(), "ops@example.com".to_string()),
             ("TOCSIN_ENGINE_WORKERS".to_string(), "1".to_string()),
             ("TOCSIN_AMQP_PREFETCH".to_string(), "200".to_string()),
@@ -123,7 +132,19 @@ async fn run(kill_one: bool) -> anyhow::Result<()> {
     let rabbit = Rabbit::new(if kill_one { "cluster-kill" } else { "cluster" }).await?;
     let smtp = SmtpSink::start(None).await?;
     let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
-    let mut instances = cluster(&rabbit, &smtp, &prefix).await?;
+    // The victim's mail server refuses connections, so every email it
+    // owns is still pending when it dies: the survivors must take them
+    // over, or the emails never arrive.
+    let refused = if kill_one {
+        Some(
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        )
+    } else {
+        None
+    };
+    let mut instances = cluster(&rabbit, &smtp, &prefix, [None, None, refused]).await?;
     let mut ws = instances[0].ws("").await?;
 
     let publisher = rabbit.another().await?;
@@ -205,24 +226,16 @@ async fn run(kill_one: bool) -> anyhow::Result<()> {
     .await?;
     let (distinct, raw) = unique()?;
     assert_eq!(distinct, ALERTS, "each alert emailed (one delivery each)");
+    assert_eq!(raw, ALERTS, "each alert emailed once");
     if kill_one {
         let mut taken = 0.0;
         for t in live {
-            taken += t
-                .metric("tocsin_deliveries_taken_over_total", &[])
-                .await
-                .unwrap_or(0.0);
+            taken += t.metric("tocsin_deliveries_taken_over_total", &[]).await?;
         }
-        // A delivery the victim had sent but not settled when it died is
-        // sent again by the taker, with the same Message-ID (documented
-        // at-least-once): at most the victim's `[delivery] concurrency` (64).
-        eprintln!(
-            "taken over: {taken} deliveries; resent copies: {}",
-            raw - distinct
+        assert!(
+            taken >= 1.0,
+            "the victim's pending emails were taken over ({taken})"
         );
-        assert!(raw - distinct <= 64, "{} resent copies", raw - distinct);
-    } else {
-        assert_eq!(raw, ALERTS, "each alert emailed once");
     }
     rabbit.cleanup().await;
     Ok(())
@@ -235,8 +248,11 @@ async fn three_instances_fire_each_alert_exactly_once() -> anyhow::Result<()> {
 
 /// One of three instances is SIGKILLed mid-run and stays dead: its batch
 /// in flight commits nothing (see `state::txn`), RabbitMQ redelivers its
-/// events to the others, and its unsettled deliveries are taken over once
-/// its heartbeat lapses.
+/// events to the others, and its pending deliveries (all of them: its mail
+/// server refuses) are taken over once its heartbeat lapses. A delivery a
+/// dying instance had sent but not settled would be sent again with the
+/// same Message-ID (at-least-once, see `cluster.rs`); this test keeps the
+/// victim from sending any, so the count is exact.
 #[tokio::test]
 async fn exact_with_one_instance_killed_mid_run() -> anyhow::Result<()> {
     run(true).await

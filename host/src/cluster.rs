@@ -32,13 +32,16 @@ use crate::state::RedisState;
 /// considered alive.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How often (in heartbeats) an instance checks its own shared outbox.
+const SWEEP_EVERY_TICKS: u64 = 30;
 
 /// Moves a dead instance's outbox hash (KEYS[2]) into the taker's
 /// (KEYS[3]) if the dead instance's heartbeat (KEYS[1]) is still absent,
-/// and notes what was taken (KEYS[4], a week) for the dead instance to
-/// retire should it come back.
+/// drops it from the members (KEYS[5], ARGV[1]), and notes what was taken
+/// (KEYS[4], a week) for the dead instance to retire should it come back.
 const TAKE_OVER: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+redis.call('SREM', KEYS[5], ARGV[1])
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   redis.call('HSET', KEYS[3], all[i], all[i + 1])
@@ -71,6 +74,15 @@ fn heartbeat_key(instance: &str) -> String {
 }
 
 const MEMBERS: &str = "\u{1e}instances";
+
+/// Refreshes this instance's heartbeat (KEYS[1], ARGV[2] ms) and its
+/// membership (KEYS[2], ARGV[1]) together, so an instance dropped from the
+/// members while it could not reach Redis joins again.
+const HEARTBEAT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"#;
 
 /// Hash fields of a batch's outgoing work: `d:<delivery>` and
 /// `n:<notification>` (notifications without deliveries).
@@ -120,9 +132,6 @@ impl Cluster {
     pub async fn start(redis: Arc<RedisState>, deliverer: &Deliverer) -> anyhow::Result<Self> {
         let me = Self { redis };
         me.heartbeat().await?;
-        let mut conn = me.redis.connection();
-        conn.sadd::<_, _, ()>(me.redis.key(MEMBERS), me.redis.instance())
-            .await?;
         me.adopt_own(deliverer).await?;
 
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -132,14 +141,33 @@ impl Cluster {
         let deliverer = deliverer.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+            // Since when this instance's heartbeats have been reaching
+            // Redis. After an outage every heartbeat has lapsed; taking
+            // over then would take live instances' work, so wait until
+            // theirs had time to come back.
+            let mut healthy_since: Option<tokio::time::Instant> = None;
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
+                ticks += 1;
                 if let Err(e) = watcher.heartbeat().await {
                     tracing::warn!(error = %e, "cluster heartbeat failed");
+                    healthy_since = None;
+                    continue;
+                }
+                let since = *healthy_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() < HEARTBEAT_TTL + HEARTBEAT_EVERY {
                     continue;
                 }
                 if let Err(e) = watcher.take_over_dead(&deliverer).await {
                     tracing::warn!(error = %e, "looking for dead instances failed");
+                }
+                // Entries committed to Redis whose local record failed
+                // (an outbox error) are picked up here.
+                if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+                    if let Err(e) = watcher.sweep_own(&deliverer).await {
+                        tracing::warn!(error = %e, "checking this instance's shared outbox failed");
+                    }
                 }
             }
         });
@@ -149,12 +177,46 @@ impl Cluster {
 
     async fn heartbeat(&self) -> redis::RedisResult<()> {
         let mut conn = self.redis.connection();
-        conn.pset_ex(
-            self.redis.key(&heartbeat_key(self.redis.instance())),
-            crate::event::now_ms(),
-            HEARTBEAT_TTL.as_millis() as u64,
-        )
-        .await
+        Script::new(HEARTBEAT)
+            .key(self.redis.key(&heartbeat_key(self.redis.instance())))
+            .key(self.redis.key(MEMBERS))
+            .arg(self.redis.instance())
+            .arg(HEARTBEAT_TTL.as_millis() as u64)
+            .arg(crate::event::now_ms())
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// Records locally the deliveries of this instance's hash that the
+    /// local outbox does not know (their local commit failed) and sends them.
+    async fn sweep_own(&self, deliverer: &Deliverer) -> anyhow::Result<()> {
+        let key = self.redis.key(&outbox_key(self.redis.instance()));
+        let mut conn = self.redis.connection();
+        let fields: HashMap<String, String> = conn.hgetall(&key).await?;
+        let (mut out, _) = decode(&fields);
+        let mut missing = Vec::new();
+        for d in std::mem::take(&mut out.deliveries) {
+            // Young entries may be between their Redis and local commits.
+            if crate::event::now_ms() - d.created_at < 10_000 {
+                continue;
+            }
+            if deliverer.outbox().delivery(d.id.clone()).await?.is_none() {
+                missing.push(d);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            deliveries = missing.len(),
+            "recording shared outbox entries the local outbox missed"
+        );
+        let ids: std::collections::HashSet<&str> =
+            missing.iter().map(|d| d.notification_id.as_str()).collect();
+        out.notifications.retain(|n| ids.contains(n.id.as_str()));
+        out.deliveries = missing;
+        deliverer.commit(out).await?;
+        Ok(())
     }
 
     /// Records in the local outbox what this instance's hash holds (a
@@ -209,17 +271,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// Removes settled deliveries from this instance's hash, in batches.
+    /// Removes settled deliveries from this instance's hash, in batches;
+    /// a batch Redis refused is retried with the next.
     async fn settle_loop(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
         let key = self.redis.key(&outbox_key(self.redis.instance()));
         let mut ids = Vec::new();
+        let mut fields: Vec<String> = Vec::new();
         while rx.recv_many(&mut ids, 256).await > 0 {
-            let fields: Vec<String> = ids.drain(..).map(|id| format!("d:{id}")).collect();
+            fields.extend(ids.drain(..).map(|id| format!("d:{id}")));
             let mut conn = self.redis.connection();
-            if let Err(e) = conn.hdel::<_, _, ()>(&key, &fields).await {
-                // Left in the hash: only a takeover would see them, and
-                // it would send them again (at-least-once).
-                tracing::warn!(error = %e, n = fields.len(), "could not settle shared outbox entries");
+            match conn.hdel::<_, _, ()>(&key, &fields).await {
+                Ok(()) => fields.clear(),
+                Err(e) => {
+                    // Kept for the next batch; until then a takeover would
+                    // send them again (at-least-once).
+                    tracing::warn!(error = %e, n = fields.len(), "could not settle shared outbox entries; will retry");
+                    tokio::time::sleep(HEARTBEAT_EVERY).await;
+                }
             }
         }
     }
@@ -242,10 +310,9 @@ impl Cluster {
                 .key(self.redis.key(&outbox_key(other)))
                 .key(&mine)
                 .key(self.redis.key(&taken_key(other)))
+                .key(self.redis.key(MEMBERS))
+                .arg(other)
                 .invoke_async(&mut conn)
-                .await?;
-            let mut conn = self.redis.connection();
-            conn.srem::<_, _, ()>(self.redis.key(MEMBERS), other)
                 .await?;
             let fields: HashMap<String, String> = flat
                 .chunks(2)

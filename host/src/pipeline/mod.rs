@@ -245,21 +245,14 @@ impl Worker {
         let names: Vec<&str> = rules.iter().map(|r| &*r.name).collect();
         let mut last_error = String::new();
         for _ in 0..COMMIT_ATTEMPTS {
-            let txn = if names.is_empty() {
-                None
-            } else {
-                match self.state.begin(&names).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        last_error = e.to_string();
-                        break;
-                    }
+            let scope = match self.state.begin(&names).await {
+                Ok(scope) => scope,
+                Err(e) => {
+                    last_error = e.to_string();
+                    break;
                 }
             };
-            let view = match &txn {
-                Some(t) => StateView::Txn(t.clone()),
-                None => StateView::Direct(self.state.clone()),
-            };
+            let (view, txn) = (scope.view.clone(), scope.txn.clone());
             let mut batch = self.evaluate(g, events, &rules, &view, txn.clone()).await;
             let frames = std::mem::take(&mut batch.out.frames);
             let durable = match &txn {
@@ -276,7 +269,7 @@ impl Worker {
                 // (only a crash before the commit could repeat them).
                 None => {
                     self.deliverer.publish(frames);
-                    make_durable(&self.state, &self.deliverer, batch.out, sync).await
+                    make_durable(&scope.store, &self.deliverer, batch.out, sync).await
                 }
             };
             match durable {

@@ -169,14 +169,35 @@ impl StateStore {
         }
     }
 
-    /// Starts a batch transaction over `rules` when the backend is shared
-    /// (see [`txn`]); `None` when the batch works on the store directly
-    /// (embedded, whose log commits a batch's changes with its intent, or
-    /// Redis while degraded).
-    pub async fn begin(&self, rules: &[&str]) -> Result<Option<Arc<Txn>>, TxnError> {
+    /// Starts a batch over `rules` (see [`BatchScope`]).
+    pub async fn begin(&self, rules: &[&str]) -> Result<BatchScope, TxnError> {
         match self {
-            Self::Embedded(_) => Ok(None),
-            Self::Redis(s) => Ok(s.begin(rules).await?.map(Arc::new)),
+            Self::Embedded(_) => Ok(BatchScope {
+                view: StateView::Direct(self.clone()),
+                store: self.clone(),
+                txn: None,
+                _local: None,
+            }),
+            Self::Redis(s) => Ok(match s.begin(rules).await? {
+                redis::Begun::Txn(t) => {
+                    let t = Arc::new(t);
+                    BatchScope {
+                        view: StateView::Txn(t.clone()),
+                        store: self.clone(),
+                        txn: Some(t),
+                        _local: None,
+                    }
+                }
+                redis::Begun::Local(local, guard) => {
+                    let local = Self::Embedded(local);
+                    BatchScope {
+                        view: StateView::Direct(local.clone()),
+                        store: local,
+                        txn: None,
+                        _local: Some(guard),
+                    }
+                }
+            }),
         }
     }
 
@@ -187,6 +208,20 @@ impl StateStore {
             Self::Redis(s) => s.degraded(),
         }
     }
+}
+
+/// How one batch works on state. With the embedded store, directly (its
+/// log commits a batch's changes with its intent). With Redis, through a
+/// transaction ([`txn`]), or, while Redis is unreachable, on the local
+/// state for the whole batch, never switching halfway.
+pub struct BatchScope {
+    /// What the batch's stages read and write.
+    pub view: StateView,
+    /// Where the batch's intent goes when there is no transaction.
+    pub store: StateStore,
+    /// The transaction to commit, if any.
+    pub txn: Option<Arc<Txn>>,
+    _local: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
 /// What a batch reads and writes state through: the store itself, or its

@@ -52,8 +52,8 @@ if after == 0 then
 else
   local ns = start
   if fires > 0 then ns = now end
-  redis.call('HSET', KEYS[1], 'c', after, 's', ns)
-  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('HSET', KEYS[1], 'c', string.format('%d', after), 's', string.format('%d', ns))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return {before, fires, after, start}
 "#;
@@ -63,7 +63,7 @@ local c = redis.call('HMGET', KEYS[1], 'c', 's')
 local start = tonumber(c[2])
 local s = tonumber(ARGV[2])
 if start == nil or s < start then start = s end
-redis.call('HSET', KEYS[1], 's', start)
+redis.call('HSET', KEYS[1], 's', string.format('%d', start))
 redis.call('HINCRBY', KEYS[1], 'c', ARGV[1])
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
@@ -82,10 +82,28 @@ redis.call('DEL', KEYS[1])
 return v
 "#;
 
+/// The longest TTL tocsin hands Redis (about 2,000 years): plugins may ask
+/// for `u64::MAX`, which Redis would refuse as out of range.
+pub const MAX_TTL_MS: u64 = 1 << 46;
+
+/// `ttl` clamped to what Redis takes (at least 1 ms).
+pub fn redis_ttl(ttl: u64) -> u64 {
+    ttl.clamp(1, MAX_TTL_MS)
+}
+
 /// Counts one request to Redis (`tocsin_redis_round_trips_total`): the
 /// figure the cluster benchmark divides by events.
 pub fn round_trip() {
     metrics::counter!("tocsin_redis_round_trips_total").increment(1);
+}
+
+/// How a batch on the Redis backend works on state.
+pub enum Begun {
+    /// Through a transaction on Redis.
+    Txn(super::txn::Txn),
+    /// On local state while Redis is unreachable; the guard keeps
+    /// reconciliation waiting until the batch is done.
+    Local(Arc<EmbeddedState>, tokio::sync::OwnedRwLockReadGuard<()>),
 }
 
 /// See the module documentation.
@@ -98,6 +116,10 @@ pub struct RedisState {
     prefix: String,
     local: Arc<EmbeddedState>,
     degraded: AtomicBool,
+    /// Batches running on local state (degraded) hold it shared;
+    /// reconciliation takes it exclusively, so no local write is made
+    /// after the local state was copied to Redis.
+    gate: Arc<tokio::sync::RwLock<()>>,
     last_error: Mutex<Option<String>>,
     window_add: Script,
     merge_count: Script,
@@ -128,6 +150,7 @@ impl RedisState {
             prefix: prefix.to_string(),
             local: Arc::new(EmbeddedState::open(local_dir)?),
             degraded: AtomicBool::new(false),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
             last_error: Mutex::new(None),
             scripts: super::txn::Scripts::new(),
             window_add: Script::new(WINDOW_ADD),
@@ -181,22 +204,22 @@ impl RedisState {
         }
     }
 
-    /// Starts a batch transaction on `rules` (see [`super::txn`]); `None`
-    /// while degraded, when the batch runs on local state instead.
-    pub async fn begin(
-        self: &Arc<Self>,
-        rules: &[&str],
-    ) -> Result<Option<super::txn::Txn>, super::txn::TxnError> {
-        if self.is_degraded() {
-            return Ok(None);
-        }
-        match super::txn::Txn::begin(self.clone(), rules).await {
-            Ok(t) => Ok(Some(t)),
-            Err(super::txn::TxnError::Redis(e)) => {
-                self.fail_with(&e);
-                Ok(None)
+    /// Starts a batch on `rules`: a transaction (see [`super::txn`]), or,
+    /// while degraded, the local state for the whole batch.
+    pub async fn begin(self: &Arc<Self>, rules: &[&str]) -> Result<Begun, super::txn::TxnError> {
+        loop {
+            if self.is_degraded() {
+                let guard = self.gate.clone().read_owned().await;
+                // Reconciliation may have finished while this waited.
+                if self.is_degraded() {
+                    return Ok(Begun::Local(self.local.clone(), guard));
+                }
             }
-            Err(e) => Err(e),
+            match super::txn::Txn::begin(self.clone(), rules).await {
+                Ok(t) => return Ok(Begun::Txn(t)),
+                Err(super::txn::TxnError::Redis(e)) => self.fail_with(&e),
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -231,7 +254,7 @@ impl RedisState {
                 .key(self.key(key))
                 .arg(delta)
                 .arg(now)
-                .arg(window_ms)
+                .arg(redis_ttl(window_ms))
                 .arg(threshold)
                 .invoke_async(&mut conn)
                 .await;
@@ -279,7 +302,7 @@ impl RedisState {
             let mut cmd = redis::cmd("SET");
             cmd.arg(self.key(key)).arg(&value);
             if let Some(ttl) = ttl_ms {
-                cmd.arg("PX").arg(ttl.max(1));
+                cmd.arg("PX").arg(redis_ttl(ttl));
             }
             if only_if_absent {
                 cmd.arg("NX");
@@ -317,7 +340,7 @@ impl RedisState {
         if !self.is_degraded() {
             let mut conn = self.conn.clone();
             round_trip();
-            let ttl: i64 = ttl_ms.map(|t| t as i64).unwrap_or(-1);
+            let ttl: i64 = ttl_ms.map(|t| redis_ttl(t) as i64).unwrap_or(-1);
             match self
                 .list_push
                 .key(self.key(key))
@@ -428,14 +451,55 @@ impl RedisState {
     }
 
     /// Copies local state into Redis (see the module documentation).
-    async fn reconcile(&self) -> Result<usize, redis::RedisError> {
+    ///
+    /// Runs with no degraded batch in flight, and merges each rule's keys
+    /// under that rule's lock, so no transaction commits over a merge.
+    async fn reconcile(self: &Arc<Self>) -> Result<usize, redis::RedisError> {
+        let _exclusive = self.gate.write().await;
         let entries = self.local.drain();
-        let mut conn = self.conn.clone();
-        round_trip();
-        let now = crate::event::now_ms();
         let n = entries.len();
+        let mut by_rule: std::collections::BTreeMap<String, Vec<(String, super::ops::Entry)>> =
+            Default::default();
         for (key, entry) in entries {
-            let ttl = entry.expires_at.map(|t| (t - now).max(1)).unwrap_or(0);
+            by_rule.entry(rule_of(&key)).or_default().push((key, entry));
+        }
+        for (rule, entries) in by_rule {
+            let lock = if rule.is_empty() {
+                None
+            } else {
+                Some(
+                    super::txn::Txn::begin(self.clone(), &[rule.as_str()])
+                        .await
+                        .map_err(|e| {
+                            redis::RedisError::from((
+                                redis::ErrorKind::Io,
+                                "taking a rule lock",
+                                e.to_string(),
+                            ))
+                        })?,
+                )
+            };
+            let merged = self.merge(entries).await;
+            if let Some(lock) = lock {
+                lock.abort().await;
+            }
+            merged?;
+        }
+        Ok(n)
+    }
+
+    /// Copies local `entries` into Redis (see the module documentation).
+    async fn merge(
+        &self,
+        entries: Vec<(String, super::ops::Entry)>,
+    ) -> Result<(), redis::RedisError> {
+        let mut conn = self.connection();
+        let now = crate::event::now_ms();
+        for (key, entry) in entries {
+            let ttl = entry
+                .expires_at
+                .map(|t| redis_ttl(t.saturating_sub(now).max(1) as u64))
+                .unwrap_or(0);
             match entry.value {
                 Value::Counter {
                     count,
@@ -460,8 +524,19 @@ impl RedisState {
                 Value::List(_) => {}
             }
         }
-        Ok(n)
+        Ok(())
     }
+}
+
+/// The rule a state key belongs to (see [`super::scoped_key`] and
+/// [`super::seen_key`]); empty for the host's own keys.
+fn rule_of(key: &str) -> String {
+    let rest = match key.strip_prefix("\u{1e}seen\u{1f}") {
+        Some(rest) => rest,
+        None if key.starts_with('\u{1e}') => return String::new(),
+        None => key,
+    };
+    rest.split('\u{1f}').next().unwrap_or("").to_string()
 }
 
 /// Reads (or creates) the instance id kept in `dir`.

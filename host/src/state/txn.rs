@@ -71,29 +71,33 @@ return {'n'}
 /// Checks the locks in KEYS still hold token ARGV[1], applies the writes
 /// encoded in ARGV[2..] and releases the locks. Keys are passed in ARGV:
 /// tocsin runs on a single Redis (or one primary), not Redis Cluster.
+/// Numbers arrive as integer strings made in Rust and are handed to Redis
+/// as they are (a Lua number could be formatted as `1e+10`, which Redis
+/// refuses); TTLs are clamped to [`super::redis::MAX_TTL_MS`] beforehand.
 const COMMIT: &str = r#"
 for _, k in ipairs(KEYS) do
   if redis.call('GET', k) ~= ARGV[1] then return redis.error_reply('LOCKLOST ' .. k) end
 end
 local i = 2
 while i <= #ARGV do
-  local op, key, ttl = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local op, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local expiring = tonumber(ttl) > 0
   if op == 'D' then
     redis.call('DEL', key)
     i = i + 3
   elseif op == 'T' then
-    if ttl > 0 then redis.call('SET', key, ARGV[i + 3], 'PX', ttl) else redis.call('SET', key, ARGV[i + 3]) end
+    if expiring then redis.call('SET', key, ARGV[i + 3], 'PX', ttl) else redis.call('SET', key, ARGV[i + 3]) end
     i = i + 4
   elseif op == 'C' then
     redis.call('DEL', key)
     redis.call('HSET', key, 'c', ARGV[i + 3], 's', ARGV[i + 4])
-    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    if expiring then redis.call('PEXPIRE', key, ttl) end
     i = i + 5
   elseif op == 'L' then
     local n = tonumber(ARGV[i + 3])
     redis.call('DEL', key)
     for j = 1, n do redis.call('RPUSH', key, ARGV[i + 3 + j]) end
-    if ttl > 0 and n > 0 then redis.call('PEXPIRE', key, ttl) end
+    if expiring and n > 0 then redis.call('PEXPIRE', key, ttl) end
     i = i + 4 + n
   elseif op == 'H' then
     redis.call('HSET', key, ARGV[i + 3], ARGV[i + 4])
@@ -141,6 +145,9 @@ struct Inner {
 
 /// See the module documentation.
 pub struct Txn {
+    /// Extends the locks' lease while the batch runs (a long batch keeps
+    /// them; a dead one lets them lapse). Stopped on commit, abort or drop.
+    renewer: tokio::task::JoinHandle<()>,
     redis: Arc<RedisState>,
     /// Full (prefixed) lock keys held.
     locks: Vec<String>,
@@ -204,7 +211,9 @@ impl Txn {
         }
         metrics::histogram!("tocsin_state_lock_wait_seconds")
             .record(started.elapsed().as_secs_f64());
+        let renewer = tokio::spawn(renew(redis.clone(), locks.clone(), token.clone()));
         Ok(Self {
+            renewer,
             redis,
             locks,
             token,
@@ -388,6 +397,7 @@ impl Txn {
     /// Writes every change and outbox entry atomically and releases the
     /// locks (see the module documentation).
     pub async fn commit(&self) -> Result<(), TxnError> {
+        self.renewer.abort();
         let inner = std::mem::take(&mut *self.inner.lock().await);
         if let Some(e) = inner.broken {
             self.redis.fail_with(&e);
@@ -405,7 +415,11 @@ impl Txn {
                 continue;
             }
             let full = self.redis.key(key);
-            let ttl = |e: &Entry| e.expires_at.map(|t| t - now).unwrap_or(0);
+            let ttl = |e: &Entry| {
+                e.expires_at
+                    .map(|t| super::redis::redis_ttl(t.saturating_sub(now).max(1) as u64))
+                    .unwrap_or(0)
+            };
             match &slot.entry {
                 Some(e) if e.expires_at.is_some_and(|t| t <= now) => {
                     call.arg("D").arg(full).arg(0);
@@ -445,6 +459,8 @@ impl Txn {
             Ok(_) => Ok(()),
             Err(e) if e.to_string().contains("LOCKLOST") => {
                 metrics::counter!("tocsin_state_lock_lost_total").increment(1);
+                // Locks still held under this token would stall the redo.
+                release(&self.redis, &self.locks, &self.token).await;
                 Err(TxnError::LockLost(e.to_string()))
             }
             Err(e) => {
@@ -457,7 +473,37 @@ impl Txn {
 
     /// Gives up: releases the locks, writes nothing.
     pub async fn abort(&self) {
+        self.renewer.abort();
         release(&self.redis, &self.locks, &self.token).await;
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// Extends `locks` held with `token` every third of the lease.
+async fn renew(redis: Arc<RedisState>, locks: Vec<String>, token: String) {
+    const RENEW: &str = r#"
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end
+end
+return 1
+"#;
+    let script = Script::new(RENEW);
+    loop {
+        tokio::time::sleep(LOCK_LEASE / 3).await;
+        let mut call = script.prepare_invoke();
+        for k in &locks {
+            call.key(k);
+        }
+        call.arg(&token).arg(LOCK_LEASE.as_millis() as u64);
+        let mut conn = redis.connection();
+        if let Err(e) = call.invoke_async::<i64>(&mut conn).await {
+            tracing::warn!(error = %e, "could not renew rule locks");
+        }
     }
 }
 
@@ -490,10 +536,17 @@ fn decode(row: &[String], host_now: i64) -> Option<Entry> {
         .and_then(|t| t.parse::<i64>().ok())
         .filter(|t| *t > 0)
         .map(|t| host_now + t);
+    // Counters written by older versions' scripts may hold Lua-formatted
+    // numbers (`1.7e+12`).
+    let int = |s: &String| -> Option<i64> {
+        s.parse::<i64>()
+            .ok()
+            .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+    };
     let value = match kind.as_str() {
         "c" => Value::Counter {
-            count: row.get(2)?.parse().ok()?,
-            window_start: row.get(3)?.parse().ok()?,
+            count: int(row.get(2)?)?.max(0) as u64,
+            window_start: int(row.get(3)?)?,
         },
         "t" => Value::Text(row.get(2)?.clone()),
         "l" => Value::List(row[2..].to_vec()),
