@@ -180,7 +180,7 @@ impl StateStore {
             }),
             Self::Redis(s) => Ok(match s.begin(rules).await? {
                 redis::Begun::Txn(t) => {
-                    let t = Arc::new(t);
+                    let t: Arc<Txn> = Arc::from(t);
                     BatchScope {
                         view: StateView::Txn(t.clone()),
                         store: self.clone(),

@@ -100,7 +100,7 @@ pub fn round_trip() {
 /// How a batch on the Redis backend works on state.
 pub enum Begun {
     /// Through a transaction on Redis.
-    Txn(super::txn::Txn),
+    Txn(Box<super::txn::Txn>),
     /// On local state while Redis is unreachable; the guard keeps
     /// reconciliation waiting until the batch is done.
     Local(Arc<EmbeddedState>, tokio::sync::OwnedRwLockReadGuard<()>),
@@ -110,6 +110,8 @@ pub enum Begun {
 pub struct RedisState {
     pub(super) conn: ConnectionManager,
     pub(super) scripts: super::txn::Scripts,
+    /// Keys to prefetch per rule (see [`super::txn::Txn::prefetch`]).
+    pub(super) hints: Mutex<super::txn::Hints>,
     /// This instance's id in the cluster (kept in the data directory, so a
     /// restart finds its own outbox entries again).
     instance: String,
@@ -153,6 +155,7 @@ impl RedisState {
             gate: Arc::new(tokio::sync::RwLock::new(())),
             last_error: Mutex::new(None),
             scripts: super::txn::Scripts::new(),
+            hints: Mutex::new(super::txn::Hints::default()),
             window_add: Script::new(WINDOW_ADD),
             merge_count: Script::new(MERGE_COUNT),
             list_push: Script::new(LIST_PUSH),
@@ -216,7 +219,7 @@ impl RedisState {
                 }
             }
             match super::txn::Txn::begin(self.clone(), rules).await {
-                Ok(t) => return Ok(Begun::Txn(t)),
+                Ok(t) => return Ok(Begun::Txn(Box::new(t))),
                 Err(super::txn::TxnError::Redis(e)) => self.fail_with(&e),
                 Err(e) => return Err(e),
             }

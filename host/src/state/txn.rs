@@ -141,6 +141,8 @@ struct Inner {
     outbox: Vec<(String, String, String)>,
     /// The first Redis error: the batch cannot commit.
     broken: Option<String>,
+    /// Keys loaded one at a time: prefetched by the rule's next batches.
+    loaded_alone: Vec<String>,
 }
 
 /// See the module documentation.
@@ -151,6 +153,8 @@ pub struct Txn {
     redis: Arc<RedisState>,
     /// Full (prefixed) lock keys held.
     locks: Vec<String>,
+    /// The rules locked (for prefetch hints).
+    rules: Vec<String>,
     token: String,
     inner: Mutex<Inner>,
 }
@@ -213,6 +217,7 @@ impl Txn {
             .record(started.elapsed().as_secs_f64());
         let renewer = tokio::spawn(renew(redis.clone(), locks.clone(), token.clone()));
         Ok(Self {
+            rules: rules.iter().map(|r| r.to_string()).collect(),
             renewer,
             redis,
             locks,
@@ -221,17 +226,25 @@ impl Txn {
                 slots: HashMap::new(),
                 outbox: Vec::new(),
                 broken: None,
+                loaded_alone: Vec::new(),
             }),
         })
     }
 
-    /// Loads `keys` the batch is about to need, in one round trip.
+    /// Loads `keys` the batch is about to need, in one round trip, with
+    /// the keys its rules' plugins touched in recent batches (loading a
+    /// key that is not used costs little; loading it alone when the plugin
+    /// asks costs a round trip).
     pub async fn prefetch(&self, keys: &[String]) {
+        let hinted = self.redis.hints.lock().keys_for(&self.rules);
         let mut inner = self.inner.lock().await;
-        let missing: Vec<&String> = keys
+        let mut missing: Vec<&String> = keys
             .iter()
+            .chain(hinted.iter())
             .filter(|k| !inner.slots.contains_key(*k))
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if missing.is_empty() || inner.broken.is_some() {
             return;
         }
@@ -295,6 +308,7 @@ impl Txn {
                     dirty: false,
                 },
             );
+            inner.loaded_alone.push(key.to_string());
         }
         let slot = inner.slots.entry(key.to_string()).or_insert(Slot {
             entry: None,
@@ -456,7 +470,10 @@ impl Txn {
         let mut conn = self.redis.conn.clone();
         super::redis::round_trip();
         match call.invoke_async::<i64>(&mut conn).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.redis.hints.lock().learn(inner.loaded_alone);
+                Ok(())
+            }
             Err(e) if e.to_string().contains("LOCKLOST") => {
                 metrics::counter!("tocsin_state_lock_lost_total").increment(1);
                 // Locks still held under this token would stall the redo.
@@ -553,4 +570,41 @@ fn decode(row: &[String], host_now: i64) -> Option<Entry> {
         _ => return None,
     };
     Some(Entry { value, expires_at })
+}
+
+/// Per rule, the plugin keys recent batches loaded one at a time, so the
+/// rule's next batch loads them in its prefetch round trip instead.
+#[derive(Default)]
+pub(super) struct Hints {
+    by_rule: HashMap<String, std::collections::HashSet<String>>,
+}
+
+impl Hints {
+    /// Most keys remembered per rule; past it the set starts over (a rule
+    /// with more live keys than this gets no benefit, and no extra load).
+    const MAX_PER_RULE: usize = 1024;
+
+    fn keys_for(&self, rules: &[String]) -> Vec<String> {
+        rules
+            .iter()
+            .filter_map(|r| self.by_rule.get(r))
+            .flat_map(|keys| keys.iter().cloned())
+            .collect()
+    }
+
+    fn learn(&mut self, keys: Vec<String>) {
+        for key in keys {
+            let Some((rule, _)) = key.split_once('\u{1f}') else {
+                continue;
+            };
+            if key.starts_with('\u{1e}') {
+                continue;
+            }
+            let set = self.by_rule.entry(rule.to_string()).or_default();
+            if set.len() >= Self::MAX_PER_RULE {
+                set.clear();
+            }
+            set.insert(key);
+        }
+    }
 }
