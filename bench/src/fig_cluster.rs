@@ -168,20 +168,59 @@ async fn drain(ctx: &Ctx, names: &Names, n: u64, k: usize) -> Result<(f64, f64)>
     let elapsed = first
         .map(|f| f.elapsed().as_secs_f64())
         .context("nothing processed")?;
-    let mut round_trips = 0.0;
+    // Redelivered events count in `processed` again, so the last alerts
+    // may still be in flight: wait until the count settles.
+    let expected = (n / THRESHOLD) as f64;
     let mut alerts = 0.0;
+    let mut settled_at = Instant::now();
+    loop {
+        let mut now_alerts = 0.0;
+        for c in &mut clients {
+            now_alerts += c
+                .metric("tocsin_alerts_total", &[("rule", "bench-cluster")])
+                .await?;
+        }
+        if now_alerts != alerts {
+            alerts = now_alerts;
+            settled_at = Instant::now();
+        }
+        if alerts >= expected || settled_at.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut round_trips = 0.0;
     for c in &mut clients {
         round_trips += c.metric("tocsin_redis_round_trips_total", &[]).await?;
-        alerts += c
-            .metric("tocsin_alerts_total", &[("rule", "bench-cluster")])
-            .await?;
+    }
+    if alerts != expected {
+        let mut report = Vec::new();
+        for (c, t) in clients.iter_mut().zip(&instances) {
+            let mut line = String::new();
+            for m in [
+                "tocsin_events_processed_total",
+                "tocsin_events_duplicate_total",
+                "tocsin_events_failed_total",
+                "tocsin_outbox_errors_total",
+                "tocsin_state_degraded",
+                "tocsin_state_reconciled_total",
+                "tocsin_state_lock_lost_total",
+                "tocsin_alerts_total",
+                "tocsin_notifications_total",
+            ] {
+                line.push_str(&format!("{m}={} ", c.metric(m, &[]).await.unwrap_or(-1.0)));
+            }
+            report.push(format!("{line}\nlog: {}", t.log_tail()));
+        }
+        for t in instances {
+            t.stop();
+        }
+        bail!(
+            "{alerts} alerts committed across {k} instance(s), expected exactly {expected}: {report:#?}"
+        );
     }
     for t in instances {
         t.stop();
-    }
-    let expected = (n / THRESHOLD) as f64;
-    if alerts != expected {
-        bail!("{alerts} alerts fired across {k} instance(s), expected exactly {expected}");
     }
     Ok((n as f64 / elapsed.max(1e-9), round_trips / n as f64))
 }

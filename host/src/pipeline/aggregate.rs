@@ -28,7 +28,8 @@ pub fn observe<T>(
 }
 
 /// Calls the aggregator of `rule` with `events`; returns its alerts with
-/// the rule name filled in. A failed call loses no other rule's work; its
+/// the rule name filled in (counted in `tocsin_alerts_total` once the
+/// batch commits, see [`super::Worker::process`]). A failed call loses no other rule's work; its
 /// events are counted in `tocsin_events_failed_total`.
 pub async fn run(
     instances: &mut Instances,
@@ -51,10 +52,6 @@ pub async fn run(
                 if a.rule.is_empty() {
                     a.rule = rule.name.to_string();
                 }
-            }
-            if !alerts.is_empty() {
-                metrics::counter!("tocsin_alerts_total", "rule" => rule.name.to_string())
-                    .increment(alerts.len() as u64);
             }
             Ok(alerts)
         }

@@ -255,6 +255,10 @@ impl Worker {
             let (view, txn) = (scope.view.clone(), scope.txn.clone());
             let mut batch = self.evaluate(g, events, &rules, &view, txn.clone()).await;
             let frames = std::mem::take(&mut batch.out.frames);
+            let mut fired: HashMap<String, u64> = HashMap::new();
+            for n in &batch.out.notifications {
+                *fired.entry(n.rule.clone()).or_default() += 1;
+            }
             let durable = match &txn {
                 // Shared state: a batch can be redone (lost locks), so its
                 // frames wait for the commit.
@@ -282,7 +286,12 @@ impl Worker {
                 Err(Retry::Failed(e)) => {
                     batch.result.durable = Err(e);
                 }
-                Ok(()) => {}
+                Ok(()) => {
+                    // Counted once committed: a redone batch fires once.
+                    for (rule, n) in fired {
+                        metrics::counter!("tocsin_alerts_total", "rule" => rule).increment(n);
+                    }
+                }
             }
             self.traces.record(batch.steps).await;
             metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);

@@ -249,6 +249,8 @@ impl Instances {
             Bound::Aggregator(p) => p.call_aggregate(&mut live.store, binding, events).await,
             _ => Ok(Err(format!("`{}` is not an aggregator", u.plugin.name))),
         };
+        // The instance outlives the batch; its transaction must not.
+        live.store.data_mut().scope.txn = None;
         self.finish(&u.plugin.hash, &u.plugin.name, result)
     }
 

@@ -378,32 +378,13 @@ impl RedisState {
         self.local.list_take(key)
     }
 
-    /// Text values under `prefix` (intents), from Redis and local state.
+    /// Text values under `prefix` (intents). Only local state holds
+    /// intents: with Redis up, a batch's outbox entries go into the shared
+    /// outbox with its commit ([`crate::cluster`]); intents are written
+    /// only by batches that ran degraded, on local state. (No `KEYS` scan:
+    /// on a Redis with millions of keys it blocks every instance.)
     pub async fn texts_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-        let mut out = self.local.texts_with_prefix(prefix);
-        if self.is_degraded() {
-            return out;
-        }
-        let mut conn = self.conn.clone();
-        round_trip();
-        let pattern = format!("{}{prefix}*", self.prefix);
-        let keys: Vec<String> = match redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(k) => k,
-            Err(e) => {
-                self.fail(e);
-                return out;
-            }
-        };
-        for full in keys {
-            if let Ok(Some(v)) = conn.get::<_, Option<String>>(&full).await {
-                out.push((full[self.prefix.len()..].to_string(), v));
-            }
-        }
-        out
+        self.local.texts_with_prefix(prefix)
     }
 
     /// Changes are recorded once Redis answered; local ones need a sync.
