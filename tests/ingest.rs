@@ -630,6 +630,16 @@ fn amtool_http_config(dir: &Path) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// tocsin with one rule taking Alertmanager alerts, grouped by `key_fields`
+/// (a TOML array), and the Alertmanager receiver's token set.
+async fn alertmanager_engine(key_fields: &str) -> Result<Tocsin> {
+    engine(
+        vec![("am.toml", rule("sources = [\"alertmanager\"]", key_fields))],
+        &[("TOCSIN_INGEST_ALERTMANAGER_TOKEN", AM_TOKEN)],
+    )
+    .await
+}
+
 fn amtool(url: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new("amtool");
     c.arg(format!("--alertmanager.url={url}"));
@@ -640,17 +650,7 @@ fn amtool(url: &str) -> tokio::process::Command {
 
 #[tokio::test]
 async fn amtool_alerts_arrive_as_events() -> Result<()> {
-    let t = engine(
-        vec![(
-            "am.toml",
-            rule(
-                "sources = [\"alertmanager\"]",
-                "[\"error-code\", \"service-name\", \"metadata.annotation.runbook\", \"metadata.generatorURL\"]",
-            ),
-        )],
-        &[("TOCSIN_INGEST_ALERTMANAGER_TOKEN", AM_TOKEN)],
-    )
-    .await?;
+    let t = alertmanager_engine("[\"error-code\", \"service-name\", \"metadata.annotation.runbook\", \"metadata.generatorURL\"]").await?;
     let mut ws = t.ws("").await?;
     let dir = TempDir::new("amtool")?;
     let http_config = amtool_http_config(dir.path())?;
@@ -758,17 +758,7 @@ async fn amtool_alerts_arrive_as_events() -> Result<()> {
 
 #[tokio::test]
 async fn alertmanager_api_validates_dedupes_and_resolves() -> Result<()> {
-    let t = engine(
-        vec![(
-            "am.toml",
-            rule(
-                "sources = [\"alertmanager\"]",
-                "[\"error-code\", \"service-name\"]",
-            ),
-        )],
-        &[("TOCSIN_INGEST_ALERTMANAGER_TOKEN", AM_TOKEN)],
-    )
-    .await?;
+    let t = alertmanager_engine("[\"error-code\", \"service-name\"]").await?;
     let mut ws = t.ws("").await?;
     let post = |body: Value| {
         t.http
@@ -984,15 +974,8 @@ fn rfc3339(offset_secs: i64) -> Result<String> {
 
 #[tokio::test]
 async fn real_alertmanager_webhook_delivers_firing_then_resolved() -> Result<()> {
-    let t = engine(
-        vec![(
-            "am.toml",
-            rule(
-                "sources = [\"alertmanager\"]",
-                "[\"error-code\", \"service-name\", \"metadata.alertmanager.receiver\"]",
-            ),
-        )],
-        &[("TOCSIN_INGEST_ALERTMANAGER_TOKEN", AM_TOKEN)],
+    let t = alertmanager_engine(
+        "[\"error-code\", \"service-name\", \"metadata.alertmanager.receiver\"]",
     )
     .await?;
     let mut ws = Stream::open(&t).await?;
