@@ -119,10 +119,23 @@ pub fn shared_entries(out: &Outgoing) -> Vec<(String, String)> {
     fields
 }
 
+/// The fields among `fields` (from [`shared_entries`]) that hold a
+/// notification without deliveries: settled as soon as it is recorded
+/// locally.
+pub fn notification_only(fields: &[(String, String)]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|(f, _)| f.starts_with("n:"))
+        .map(|(f, _)| f.clone())
+        .collect()
+}
+
 /// This instance's part in the cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
     redis: Arc<RedisState>,
+    heartbeat: Arc<Script>,
+    take_over: Arc<Script>,
 }
 
 impl Cluster {
@@ -130,7 +143,11 @@ impl Cluster {
     /// the shared outbox, and starts the heartbeat, the settle writer and
     /// the takeover watch.
     pub async fn start(redis: Arc<RedisState>, deliverer: &Deliverer) -> anyhow::Result<Self> {
-        let me = Self { redis };
+        let me = Self {
+            redis,
+            heartbeat: Arc::new(Script::new(HEARTBEAT)),
+            take_over: Arc::new(Script::new(TAKE_OVER)),
+        };
         me.heartbeat().await?;
         me.adopt_own(deliverer).await?;
 
@@ -177,7 +194,7 @@ impl Cluster {
 
     async fn heartbeat(&self) -> redis::RedisResult<()> {
         let mut conn = self.redis.connection();
-        Script::new(HEARTBEAT)
+        self.heartbeat
             .key(self.redis.key(&heartbeat_key(self.redis.instance())))
             .key(self.redis.key(MEMBERS))
             .arg(self.redis.instance())
@@ -296,7 +313,6 @@ impl Cluster {
     async fn take_over_dead(&self, deliverer: &Deliverer) -> anyhow::Result<()> {
         let mut conn = self.redis.connection();
         let members: Vec<String> = conn.smembers(self.redis.key(MEMBERS)).await?;
-        let script = Script::new(TAKE_OVER);
         let mine = self.redis.key(&outbox_key(self.redis.instance()));
         for other in members.iter().filter(|m| *m != self.redis.instance()) {
             let mut conn = self.redis.connection();
@@ -305,7 +321,8 @@ impl Cluster {
                 continue;
             }
             let mut conn = self.redis.connection();
-            let flat: Vec<String> = script
+            let flat: Vec<String> = self
+                .take_over
                 .key(self.redis.key(&heartbeat_key(other)))
                 .key(self.redis.key(&outbox_key(other)))
                 .key(&mine)

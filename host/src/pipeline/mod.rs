@@ -450,11 +450,7 @@ async fn commit_shared(
     };
     let hash = crate::cluster::outbox_key(redis.instance());
     let fields = crate::cluster::shared_entries(&out);
-    let notes: Vec<String> = fields
-        .iter()
-        .filter(|(f, _)| f.starts_with("n:"))
-        .map(|(f, _)| f.clone())
-        .collect();
+    let notes = crate::cluster::notification_only(&fields);
     for (field, json) in fields {
         txn.hash_set(&hash, field, json).await;
     }

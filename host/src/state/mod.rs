@@ -318,8 +318,22 @@ const INTENT_PREFIX: &str = "\u{1e}intent\u{1f}";
 
 /// Key marking that `rule` has counted event `event_id`.
 pub fn seen_key(rule: &str, event_id: &str) -> String {
-    format!("\u{1e}seen\u{1f}{rule}\u{1f}{event_id}")
+    format!("{SEEN_PREFIX}{rule}\u{1f}{event_id}")
 }
+
+/// The rule a state key belongs to: a plugin key ([`scoped_key`]) or a
+/// dedup mark ([`seen_key`]); `None` for the host's own keys (intents).
+pub fn rule_of(key: &str) -> Option<&str> {
+    let rest = match key.strip_prefix(SEEN_PREFIX) {
+        Some(rest) => rest,
+        None if key.starts_with('\u{1e}') => return None,
+        None => key,
+    };
+    rest.split('\u{1f}').next()
+}
+
+/// Prefix of dedup marks.
+const SEEN_PREFIX: &str = "\u{1e}seen\u{1f}";
 
 /// Scopes a plugin's key to its rule: `rule` + unit separator + `key`.
 pub fn scoped_key(rule: &str, key: &str) -> String {

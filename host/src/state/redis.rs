@@ -445,7 +445,10 @@ impl RedisState {
         let mut by_rule: std::collections::BTreeMap<String, Vec<(String, super::ops::Entry)>> =
             Default::default();
         for (key, entry) in entries {
-            by_rule.entry(rule_of(&key)).or_default().push((key, entry));
+            by_rule
+                .entry(super::rule_of(&key).unwrap_or("").to_string())
+                .or_default()
+                .push((key, entry));
         }
         for (rule, entries) in by_rule {
             let lock = if rule.is_empty() {
@@ -510,17 +513,6 @@ impl RedisState {
         }
         Ok(())
     }
-}
-
-/// The rule a state key belongs to (see [`super::scoped_key`] and
-/// [`super::seen_key`]); empty for the host's own keys.
-fn rule_of(key: &str) -> String {
-    let rest = match key.strip_prefix("\u{1e}seen\u{1f}") {
-        Some(rest) => rest,
-        None if key.starts_with('\u{1e}') => return String::new(),
-        None => key,
-    };
-    rest.split('\u{1f}').next().unwrap_or("").to_string()
 }
 
 /// Reads (or creates) the instance id kept in `dir`.

@@ -110,11 +110,29 @@ for _, k in ipairs(KEYS) do redis.call('DEL', k) end
 return 1
 "#;
 
+/// Extends the locks in KEYS still held with token ARGV[1] to ARGV[2] ms.
+const RENEW: &str = r#"
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end
+end
+return 1
+"#;
+
+/// Releases the locks in KEYS still held with token ARGV[1].
+const RELEASE: &str = r#"
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+return 1
+"#;
+
 /// The Lua scripts a transaction runs, loaded once per backend.
 pub(super) struct Scripts {
     acquire: Script,
     load: Script,
     commit: Script,
+    renew: Script,
+    release: Script,
 }
 
 impl Scripts {
@@ -123,6 +141,8 @@ impl Scripts {
             acquire: Script::new(ACQUIRE),
             load: Script::new(LOAD),
             commit: Script::new(COMMIT),
+            renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
         }
     }
 }
@@ -503,16 +523,9 @@ impl Drop for Txn {
 
 /// Extends `locks` held with `token` every third of the lease.
 async fn renew(redis: Arc<RedisState>, locks: Vec<String>, token: String) {
-    const RENEW: &str = r#"
-for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end
-end
-return 1
-"#;
-    let script = Script::new(RENEW);
     loop {
         tokio::time::sleep(LOCK_LEASE / 3).await;
-        let mut call = script.prepare_invoke();
+        let mut call = redis.scripts.renew.prepare_invoke();
         for k in &locks {
             call.key(k);
         }
@@ -526,20 +539,12 @@ return 1
 
 /// Releases `locks` still held with `token`.
 async fn release(redis: &RedisState, locks: &[String], token: &str) {
-    const RELEASE: &str = r#"
-for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
-end
-return 1
-"#;
-    let script = Script::new(RELEASE);
-    let mut call = script.prepare_invoke();
+    let mut call = redis.scripts.release.prepare_invoke();
     for k in locks {
         call.key(k);
     }
     call.arg(token);
-    let mut conn = redis.conn.clone();
-    super::redis::round_trip();
+    let mut conn = redis.connection();
     if let Err(e) = call.invoke_async::<i64>(&mut conn).await {
         tracing::warn!(error = %e, "could not release rule locks; they expire with their lease");
     }
@@ -594,12 +599,13 @@ impl Hints {
 
     fn learn(&mut self, keys: Vec<String>) {
         for key in keys {
-            let Some((rule, _)) = key.split_once('\u{1f}') else {
-                continue;
-            };
+            // Plugin keys only: dedup marks are prefetched from the events.
             if key.starts_with('\u{1e}') {
                 continue;
             }
+            let Some(rule) = super::rule_of(&key) else {
+                continue;
+            };
             let set = self.by_rule.entry(rule.to_string()).or_default();
             if set.len() >= Self::MAX_PER_RULE {
                 set.clear();
