@@ -421,3 +421,36 @@ grants = { websocket = true }
     }
     Ok(())
 }
+
+/// `[delivery] attempts/base_ms/cap_ms` are the default retry policy of a
+/// channel whose rule sets none: a webhook answering 500 is tried exactly
+/// `attempts` times, then dead-lettered.
+#[tokio::test]
+async fn delivery_defaults_from_the_config_set_the_retries() -> anyhow::Result<()> {
+    let hook = WebhookReceiver::start(&[], 500).await?;
+    let setup = Setup {
+        env: vec![
+            ("TOCSIN_ENGINE_WORKERS".into(), "1".into()),
+            ("TOCSIN_DELIVERY_ATTEMPTS".into(), "5".into()),
+            ("TOCSIN_DELIVERY_BASE_MS".into(), "50".into()),
+            ("TOCSIN_DELIVERY_CAP_MS".into(), "200".into()),
+        ],
+        default_rules: false,
+        rules: vec![(
+            "defaults.toml".into(),
+            webhook_rule("DEFAULTS_TEST", &hook, ""),
+        )],
+        ..Setup::default()
+    };
+    let t = Tocsin::start(setup).await?;
+    t.send("DEFAULTS_TEST", "svc", 1, "always 500").await?;
+    wait_for("the delivery dead-lettered", WAIT, || async {
+        Ok(deliveries(&t, "dead").await?.len() == 1)
+    })
+    .await?;
+    let dead = deliveries(&t, "dead").await?.remove(0);
+    assert_eq!(dead["attempts"], 5, "[delivery] attempts = 5: {dead}");
+    assert_eq!(hook.received().len(), 5, "the receiver saw five attempts");
+    assert!(hook.received().iter().all(|r| r.status == 500));
+    Ok(())
+}

@@ -1,19 +1,25 @@
 //! A Redis outage mid-run (10 s, `CLIENT PAUSE`: Redis answers nobody):
 //! tocsin keeps processing on local state, reports itself degraded, and
 //! reconciles when Redis returns — the behaviour the README documents:
-//! counts made during the outage are added to the shared counters, and
-//! their threshold is checked on the key's next event. Its own test binary,
-//! because it pauses the shared Redis.
+//! what degraded batches counted is replayed onto the shared counters, so
+//! a threshold crossed by the outage's events together with the events
+//! before it fires at reconciliation (no alert is missing), and an alert
+//! already notified during the outage is not notified again. Its own test
+//! binary, because it pauses the shared Redis; run quiet and beside a CPU
+//! hog, one at a time.
 
 use std::process::Command;
 use std::time::Duration;
 
+use tocsin_tests::load::CpuHog;
 use tocsin_tests::{wait_for, Setup, Tocsin};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn processing_continues_through_a_redis_outage_and_reconciles() -> anyhow::Result<()> {
+/// The tests pause the one Redis: never two at once.
+static PAUSING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn outage_and_reconcile() -> anyhow::Result<()> {
     let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
     let rule = r#"
 [match]
@@ -33,12 +39,15 @@ grants = { websocket = true }
             ("TOCSIN_REDIS_URL".into(), "redis://127.0.0.1:6379".into()),
             ("TOCSIN_REDIS_PREFIX".into(), prefix),
             ("TOCSIN_ENGINE_WORKERS".into(), "1".into()),
+            // The pause is 10 s: call it an outage after 2 s of silence.
+            ("TOCSIN_REDIS_OUTAGE_AFTER_MS".into(), "2000".into()),
         ],
     })
     .await?;
     let mut ws = t.ws("").await?;
     t.send("OUTAGE_TEST", "a", 5, "before").await?;
-    t.wait_processed(5.0).await?;
+    t.send("OUTAGE_TEST", "c", 5, "before").await?;
+    t.wait_processed(10.0).await?;
 
     let paused = Command::new("redis-cli")
         .args(["-p", "6379", "CLIENT", "PAUSE", "10000", "ALL"])
@@ -49,10 +58,12 @@ grants = { websocket = true }
         String::from_utf8_lossy(&paused.stderr)
     );
 
-    // Processing continues: 4 more for key a, and 10 for key b alert locally.
+    // Processing continues: 4 more for key a, 5 more for key c, and 10 for
+    // key b alert locally.
     t.send("OUTAGE_TEST", "a", 4, "during").await?;
     t.send("OUTAGE_TEST", "b", 10, "during").await?;
-    t.wait_processed(19.0).await?;
+    t.send("OUTAGE_TEST", "c", 5, "during").await?;
+    t.wait_processed(29.0).await?;
     let n = ws.next(WAIT).await?;
     assert_eq!(
         (n["labels"]["service"].as_str(), n["count"].as_u64()),
@@ -67,7 +78,7 @@ grants = { websocket = true }
     );
     assert_eq!(t.metric("tocsin_state_degraded", &[]).await?, 1.0);
 
-    // Redis comes back: the instance reconciles and leaves degraded mode.
+    // Redis comes back: the instance replays the outage and leaves degraded mode.
     wait_for(
         "reconciliation after the outage",
         Duration::from_secs(30),
@@ -79,14 +90,53 @@ grants = { websocket = true }
     )
     .await?;
     assert!(t.metric("tocsin_state_reconciled_total", &[]).await? >= 1.0);
+    assert_eq!(t.metric("tocsin_state_degraded", &[]).await?, 0.0);
 
-    // 5 counted in Redis before + 4 locally during = 9 shared: one more fires.
+    // Key c: 5 counted in Redis before + 5 locally during = 10. No event
+    // follows, yet the alert is not missing: the replay fired it.
+    let n = ws.next(WAIT).await?;
+    assert_eq!(
+        (n["labels"]["service"].as_str(), n["count"].as_u64()),
+        (Some("c"), Some(10)),
+        "the alert completed by the outage's events fired at reconciliation: {n}"
+    );
+
+    // Key a: 5 before + 4 during = 9 shared: one more fires.
     t.send("OUTAGE_TEST", "a", 1, "after").await?;
     let n = ws.next(WAIT).await?;
     assert_eq!(
         (n["labels"]["service"].as_str(), n["count"].as_u64()),
         (Some("a"), Some(10)),
-        "outage counts were merged"
+        "outage counts were merged (b was not notified a second time): {n}"
     );
+    // Nothing else: b's replayed alert was suppressed, c fired once.
+    assert!(
+        ws.next(Duration::from_secs(1)).await.is_err(),
+        "an extra notification after reconciliation"
+    );
+    let alerts: serde_json::Value = t.get_json("/v1/notifications?rule=outage").await?;
+    let mut keys: Vec<String> = alerts["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["key"].as_str().map(str::to_string))
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 3, "one alert each for a, b and c: {alerts}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn processing_continues_through_a_redis_outage_and_reconciles() -> anyhow::Result<()> {
+    let _one = PAUSING.lock().await;
+    outage_and_reconcile().await
+}
+
+#[tokio::test]
+async fn a_redis_outage_on_a_busy_machine_loses_no_alert() -> anyhow::Result<()> {
+    let _one = PAUSING.lock().await;
+    let mut hog = CpuHog::start()?;
+    outage_and_reconcile().await?;
+    assert!(hog.running(), "the CPU hog ran for the whole test");
     Ok(())
 }

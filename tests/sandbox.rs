@@ -63,7 +63,10 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
     // Each bad call is stopped; meanwhile the healthy rule serves.
     t.send("SPIN", "s", 1, "spin forever").await?;
     t.send("HOG", "s", 1, "hog memory").await?;
-    t.send("PANIC", "s", 1, "panic now").await?;
+    let mut panic = tocsin_tests::event("PANIC", "high", "s", "panic now");
+    panic["eventId"] = "panic-1".into();
+    let (status, body) = t.post_events(&panic).await?;
+    assert_eq!(status, 202, "{body}");
     t.send("HEALTHY", "s", 1, "still here").await?;
     let n = ws.next(WAIT).await?;
     assert_eq!(n["rule"], "healthy");
@@ -80,6 +83,19 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
         Ok(errors(&t, "panic", "trap").await? >= 1.0)
     })
     .await?;
+    // The panic's own message reaches the host (WASI stderr and the
+    // environment a Rust panic reads are linked, not stubbed as traps).
+    let trace = t.get_json("/v1/events/panic-1/trace").await?;
+    let failed = trace["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["stage"] == "failed")
+        .cloned()
+        .unwrap_or_default();
+    let detail = failed["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("boom: panic now"), "{trace}");
+    assert!(!detail.contains("unknown import"), "{trace}");
     assert_eq!(
         t.metric("tocsin_events_failed_total", &[("rule", "spin")])
             .await?,

@@ -7,10 +7,17 @@
 //! owned by the instance (`<prefix>\x1eoutbox\x1f<instance>`), in the same
 //! atomic commit as its counters ([`crate::state::txn`]). An entry leaves
 //! the hash when its delivery is settled (delivered or dead). Each instance
-//! refreshes a heartbeat key every second ([`HEARTBEAT_TTL`]); when one's
-//! heartbeat lapses, the first live instance to notice moves the dead
-//! one's hash into its own (one Lua call, so exactly one taker) and
-//! attempts the deliveries.
+//! refreshes a heartbeat key every second (it lives `[redis]
+//! heartbeat_ttl_ms`, 15 s by default, so a busy machine's late heartbeat
+//! is not a death); when one's heartbeat lapses, the first live instance
+//! to notice moves the dead one's hash into its own (one Lua call, so
+//! exactly one taker), notes each taken entry in the dead one's `taken`
+//! set, and attempts the deliveries.
+//!
+//! An instance that was only late, not dead, checks that set before each
+//! attempt (the dispatcher's fence) and does not send what was taken from
+//! it; what remains is a delivery already in flight at the moment of the
+//! takeover, sent by both with the same id.
 //!
 //! What this promises: every committed alert is delivered by some
 //! instance. A delivery the dead instance had sent but not yet settled
@@ -28,9 +35,6 @@ use serde::{Deserialize, Serialize};
 use crate::deliver::{Deliverer, DeliveryRow, NotificationRow, Outgoing, Status};
 use crate::state::RedisState;
 
-/// How long an instance that stopped refreshing its heartbeat is still
-/// considered alive.
-pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How often (in heartbeats) an instance checks its own shared outbox.
 const SWEEP_EVERY_TICKS: u64 = 30;
@@ -134,6 +138,9 @@ pub fn notification_only(fields: &[(String, String)]) -> Vec<String> {
 #[derive(Clone)]
 pub struct Cluster {
     redis: Arc<RedisState>,
+    /// How long an instance that stopped refreshing its heartbeat is
+    /// still considered alive.
+    heartbeat_ttl: Duration,
     heartbeat: Arc<Script>,
     take_over: Arc<Script>,
 }
@@ -142,9 +149,14 @@ impl Cluster {
     /// Registers this instance, adopts what its own previous run left in
     /// the shared outbox, and starts the heartbeat, the settle writer and
     /// the takeover watch.
-    pub async fn start(redis: Arc<RedisState>, deliverer: &Deliverer) -> anyhow::Result<Self> {
+    pub async fn start(
+        redis: Arc<RedisState>,
+        deliverer: &Deliverer,
+        heartbeat_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let me = Self {
             redis,
+            heartbeat_ttl,
             heartbeat: Arc::new(Script::new(HEARTBEAT)),
             take_over: Arc::new(Script::new(TAKE_OVER)),
         };
@@ -153,6 +165,10 @@ impl Cluster {
 
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         deliverer.dispatcher().on_settled(tx);
+        let fence = me.clone();
+        deliverer
+            .dispatcher()
+            .set_fence(Arc::new(move |id| Box::pin(fence.clone().taken(id))));
         tokio::spawn(me.clone().settle_loop(rx));
         let watcher = me.clone();
         let deliverer = deliverer.clone();
@@ -173,7 +189,7 @@ impl Cluster {
                     continue;
                 }
                 let since = *healthy_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() < HEARTBEAT_TTL + HEARTBEAT_EVERY {
+                if since.elapsed() < watcher.heartbeat_ttl + HEARTBEAT_EVERY {
                     continue;
                 }
                 if let Err(e) = watcher.take_over_dead(&deliverer).await {
@@ -198,10 +214,20 @@ impl Cluster {
             .key(self.redis.key(&heartbeat_key(self.redis.instance())))
             .key(self.redis.key(MEMBERS))
             .arg(self.redis.instance())
-            .arg(HEARTBEAT_TTL.as_millis() as u64)
+            .arg(self.heartbeat_ttl.as_millis() as u64)
             .arg(crate::event::now_ms())
             .invoke_async(&mut conn)
             .await
+    }
+
+    /// Whether delivery `id` was taken over by another instance (see the
+    /// module documentation); `false` when Redis cannot say.
+    async fn taken(self, id: String) -> bool {
+        let mut conn = self.redis.connection();
+        let key = self.redis.key(&taken_key(self.redis.instance()));
+        conn.sismember(key, format!("d:{id}"))
+            .await
+            .unwrap_or(false)
     }
 
     /// Records locally the deliveries of this instance's hash that the

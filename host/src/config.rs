@@ -213,6 +213,27 @@ pub const KEYS: &[Key] = &[
         doc: "prefix of every key tocsin writes, so deployments can share one Redis",
     },
     Key {
+        section: "redis",
+        key: "outage_after_ms",
+        kind: Kind::Int,
+        default: "10000",
+        doc: "a reply later than this (or a refused/dropped connection) is an outage: degraded mode",
+    },
+    Key {
+        section: "redis",
+        key: "slow_ms",
+        kind: Kind::Int,
+        default: "250",
+        doc: "a reply later than this counts as slow (tocsin_redis_slow), but is waited for",
+    },
+    Key {
+        section: "redis",
+        key: "heartbeat_ttl_ms",
+        kind: Kind::Int,
+        default: "15000",
+        doc: "an instance whose heartbeat is older than this is dead: its deliveries are taken over",
+    },
+    Key {
         section: "delivery",
         key: "attempts",
         kind: Kind::Int,
@@ -452,6 +473,9 @@ impl std::fmt::Debug for AmqpConfig {
 pub struct RedisConfig {
     pub url: String,
     pub prefix: String,
+    pub outage_after_ms: u64,
+    pub slow_ms: u64,
+    pub heartbeat_ttl_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -459,7 +483,25 @@ impl Default for RedisConfig {
         Self {
             url: String::new(),
             prefix: "tocsin:".into(),
+            outage_after_ms: 10_000,
+            slow_ms: 250,
+            heartbeat_ttl_ms: 15_000,
         }
+    }
+}
+
+impl RedisConfig {
+    /// How long to wait on Redis before calling it an outage.
+    pub fn patience(&self) -> crate::state::Patience {
+        crate::state::Patience {
+            outage_after: std::time::Duration::from_millis(self.outage_after_ms.max(1)),
+            slow: std::time::Duration::from_millis(self.slow_ms),
+        }
+    }
+
+    /// How long a silent instance counts as alive (at least 3 s).
+    pub fn heartbeat_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.heartbeat_ttl_ms.max(3_000))
     }
 }
 
@@ -469,6 +511,9 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &if self.url.is_empty() { "" } else { "<set>" })
             .field("prefix", &self.prefix)
+            .field("outage_after_ms", &self.outage_after_ms)
+            .field("slow_ms", &self.slow_ms)
+            .field("heartbeat_ttl_ms", &self.heartbeat_ttl_ms)
             .finish()
     }
 }

@@ -49,6 +49,7 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
         let redis = crate::state::RedisState::connect(
             &config.redis.url,
             &config.redis.prefix,
+            config.redis.patience(),
             &data.join("state-local"),
         )
         .await
@@ -88,11 +89,14 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
             );
         }
     }
+    // `[delivery] attempts/base_ms/cap_ms`: the retry policy of every
+    // channel whose rule sets none.
     let mut catalog = Catalog::new(
         runtime.clone(),
         config.engine.plugins.clone(),
         config.engine.rules.clone(),
-    );
+    )
+    .with_default_retry(config.delivery.retry());
     let report = catalog.reload().await;
     Ok((runtime, catalog, report))
 }
@@ -113,9 +117,13 @@ impl Engine {
         let hub = if config.redis.url.trim().is_empty() {
             WsHub::new()
         } else {
-            WsHub::clustered(&config.redis.url, &config.redis.prefix)
-                .await
-                .map_err(anyhow::Error::msg)?
+            WsHub::clustered(
+                &config.redis.url,
+                &config.redis.prefix,
+                config.redis.patience(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?
         };
         let outbox =
             Outbox::open(&config.engine.data.join("outbox.db")).context("opening the outbox")?;
@@ -129,7 +137,7 @@ impl Engine {
         replay_intents(runtime.state(), &outbox).await?;
         let deliverer = Deliverer::new(hub.clone(), outbox.clone(), dispatcher.clone());
         if let StateStore::Redis(redis) = runtime.state() {
-            crate::cluster::Cluster::start(redis.clone(), &deliverer)
+            crate::cluster::Cluster::start(redis.clone(), &deliverer, config.redis.heartbeat_ttl())
                 .await
                 .context("joining the cluster in Redis")?;
         }
@@ -142,9 +150,13 @@ impl Engine {
         let traces = if config.redis.url.trim().is_empty() {
             Traces::memory(config.engine.traces)
         } else {
-            Traces::redis(&config.redis.url, &config.redis.prefix)
-                .await
-                .map_err(anyhow::Error::msg)?
+            Traces::redis(
+                &config.redis.url,
+                &config.redis.prefix,
+                config.redis.patience(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?
         };
         let pipeline = pipeline::start(
             PipelineConfig {

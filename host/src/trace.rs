@@ -70,7 +70,7 @@ struct Ring {
 enum Backend {
     Memory(Mutex<Ring>),
     Redis {
-        conn: redis::aio::ConnectionManager,
+        conn: crate::state::conn::Conn,
         prefix: String,
     },
 }
@@ -94,14 +94,12 @@ impl Traces {
     }
 
     /// Traces in Redis under `<prefix>trace:<event id>`, 24 h each.
-    pub async fn redis(url: &str, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("[redis] url: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(1)));
-        let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| format!("connecting to Redis for traces: {e}"))?;
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        patience: crate::state::Patience,
+    ) -> Result<Self, String> {
+        let conn = crate::state::conn::Conn::open(url, patience, "traces").await?;
         Ok(Self {
             backend: Arc::new(Backend::Redis {
                 conn,

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod load;
 pub mod peers;
 pub mod rabbit;
 
@@ -225,6 +226,18 @@ impl Tocsin {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let child = self.child.as_ref().context("tocsin is not running")?;
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} failed: {status}");
         }
         Ok(())
     }

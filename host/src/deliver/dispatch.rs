@@ -43,7 +43,14 @@ struct Inner {
     /// Told the id of every delivery that reached delivered or dead (the
     /// cluster's shared outbox forgets it).
     settled: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Asked before each attempt whether another instance took the
+    /// delivery over (the cluster's fence); such a delivery is not sent.
+    fence: std::sync::OnceLock<Fence>,
 }
+
+/// Whether a delivery (by id) was taken over by another instance. An
+/// error answers `false`: sending twice beats not sending.
+pub type Fence = Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
 
 impl Dispatcher {
     /// Starts the scheduling loop.
@@ -63,6 +70,7 @@ impl Dispatcher {
             wake: Notify::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             settled: std::sync::OnceLock::new(),
+            fence: std::sync::OnceLock::new(),
         });
         let d = Self { inner };
         let looped = d.clone();
@@ -100,6 +108,11 @@ impl Dispatcher {
     /// Sends the id of every delivery that settles to `tx` (set once).
     pub fn on_settled(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
         let _ = self.inner.settled.set(tx);
+    }
+
+    /// Sets the fence asked before each attempt (set once).
+    pub fn set_fence(&self, fence: Fence) {
+        let _ = self.inner.fence.set(fence);
     }
 
     /// The circuit breakers, for the status API.
@@ -162,6 +175,19 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, mut row: DeliveryRow) {
+        // Before the breaker: a delivery taken over is settled here at
+        // once, not deferred with the others while the breaker is open.
+        if let Some(fence) = self.inner.fence.get() {
+            if fence(row.id.clone()).await {
+                tracing::info!(delivery = %row.id, "another instance took this delivery over; not sending it");
+                metrics::counter!("tocsin_deliveries_fenced_total").increment(1);
+                row.status = Status::HandedOver;
+                row.last_error = Some("taken over by another instance".into());
+                self.inner.outbox.update(&row);
+                self.inner.rows.lock().remove(&row.id);
+                return;
+            }
+        }
         if let Err(wait) = self.inner.breakers.allow(&row.target) {
             metrics::counter!("tocsin_deliveries_deferred_total", "kind" => row.kind.clone())
                 .increment(1);

@@ -8,6 +8,11 @@
 //! published on the Redis channel `<prefix>ws`, and frames other instances
 //! published there are relayed to this instance's clients, so a client
 //! sees every instance's notifications whichever instance it reached.
+//! Frames for the relay go through one ordered queue (at most
+//! [`RELAY_BACKLOG`] frames): while Redis is slow or unreachable they wait
+//! there and are published when it answers, so an outage delays other
+//! instances' clients instead of losing them their frames. Past the
+//! backlog the oldest are dropped (`tocsin_ws_relay_dropped_total`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,10 @@ use crate::event::Severity;
 
 /// Frames kept for slow clients before they start losing the oldest.
 const RING: usize = 4096;
+/// Frames waiting for the relay while Redis does not take them.
+pub const RELAY_BACKLOG: usize = 100_000;
+/// Frames published in one pipeline.
+const RELAY_BATCH: usize = 256;
 
 /// One notification on the live stream.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,8 +48,7 @@ struct ClusterFrame {
 }
 
 struct Relay {
-    conn: redis::aio::ConnectionManager,
-    channel: String,
+    queue: tokio::sync::mpsc::Sender<String>,
     instance: String,
 }
 
@@ -65,25 +73,26 @@ impl WsHub {
     }
 
     /// A cluster-wide hub over Redis pub/sub (see the module documentation).
-    pub async fn clustered(url: &str, prefix: &str) -> Result<Self, String> {
+    pub async fn clustered(
+        url: &str,
+        prefix: &str,
+        patience: crate::state::Patience,
+    ) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("[redis] url: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
-        let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|e| format!("connecting to Redis for the WebSocket relay: {e}"))?;
+        let conn = crate::state::conn::Conn::open(url, patience, "the WebSocket relay").await?;
+        let channel = format!("{prefix}ws");
+        let (queue, rx) = tokio::sync::mpsc::channel(RELAY_BACKLOG);
         let mut hub = Self::new();
         let relay = Arc::new(Relay {
-            conn,
-            channel: format!("{prefix}ws"),
+            queue,
             instance: uuid::Uuid::now_v7().to_string(),
         });
         hub.relay = Some(relay.clone());
+        tokio::spawn(publish_loop(conn, channel.clone(), rx));
         let tx = hub.tx.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = subscribe(&client, &relay, &tx).await {
+                if let Err(e) = subscribe(&client, &channel, &relay.instance, &tx).await {
                     tracing::warn!(error = %e, "WebSocket relay lost its Redis subscription; retrying");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -101,19 +110,9 @@ impl WsHub {
                 frame: frame.clone(),
             };
             if let Ok(text) = serde_json::to_string(&message) {
-                let relay = relay.clone();
-                tokio::spawn(async move {
-                    let mut conn = relay.conn.clone();
-                    let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                        .arg(&relay.channel)
-                        .arg(text)
-                        .query_async(&mut conn)
-                        .await;
-                    if let Err(e) = sent {
-                        metrics::counter!("tocsin_ws_relay_errors_total").increment(1);
-                        tracing::debug!(error = %e, "WebSocket relay publish failed");
-                    }
-                });
+                if relay.queue.try_send(text).is_err() {
+                    metrics::counter!("tocsin_ws_relay_dropped_total").increment(1);
+                }
             }
         }
         // No receivers is fine: nobody is watching.
@@ -131,23 +130,46 @@ impl WsHub {
     }
 }
 
+/// Publishes queued frames in order, a pipeline at a time; a pipeline
+/// Redis did not take is retried until it does (a frame whose PUBLISH
+/// outcome is unknown may be seen twice, never lost).
+async fn publish_loop(
+    mut conn: crate::state::conn::Conn,
+    channel: String,
+    mut rx: tokio::sync::mpsc::Receiver<String>,
+) {
+    let mut texts = Vec::with_capacity(RELAY_BATCH);
+    while rx.recv_many(&mut texts, RELAY_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for text in &texts {
+            pipe.cmd("PUBLISH").arg(&channel).arg(text).ignore();
+        }
+        let mut pause = Duration::from_millis(100);
+        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            metrics::counter!("tocsin_ws_relay_errors_total").increment(1);
+            tracing::debug!(error = %e, frames = texts.len(), "WebSocket relay publish failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        texts.clear();
+    }
+}
+
 async fn subscribe(
     client: &redis::Client,
-    relay: &Relay,
+    channel: &str,
+    instance: &str,
     tx: &broadcast::Sender<WsFrame>,
 ) -> Result<(), String> {
     let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
-    pubsub
-        .subscribe(&relay.channel)
-        .await
-        .map_err(|e| e.to_string())?;
+    pubsub.subscribe(channel).await.map_err(|e| e.to_string())?;
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {
         let Ok(text) = msg.get_payload::<String>() else {
             continue;
         };
         match serde_json::from_str::<ClusterFrame>(&text) {
-            Ok(m) if m.instance != relay.instance => {
+            Ok(m) if m.instance != instance => {
                 let _ = tx.send(m.frame);
             }
             Ok(_) => {}

@@ -31,6 +31,7 @@
 pub mod aggregate;
 pub mod matcher;
 pub mod notify;
+pub mod replay;
 pub mod route;
 
 use std::collections::HashMap;
@@ -129,6 +130,15 @@ pub fn start(
 ) -> PipelineHandle {
     let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
+    if let StateStore::Redis(redis) = rt.state() {
+        let worker = Worker::new(
+            rt.clone(),
+            deliverer.clone(),
+            traces.clone(),
+            config.dedup_ttl_ms,
+        );
+        replay::install(redis, worker, generation.clone());
+    }
     for n in 0..config.workers.max(1) {
         let rx = rx.clone();
         let generation = generation.clone();
@@ -253,7 +263,12 @@ impl Worker {
                 }
             };
             let (view, txn) = (scope.view.clone(), scope.txn.clone());
-            let mut batch = self.evaluate(g, events, &rules, &view, txn.clone()).await;
+            let mut batch = self
+                .evaluate(g, events, &rules, &view, txn.clone(), None)
+                .await;
+            if scope.journal {
+                replay::journal(&scope.store, events, &batch.counted).await;
+            }
             let frames = std::mem::take(&mut batch.out.frames);
             let mut fired: HashMap<String, u64> = HashMap::new();
             for n in &batch.out.notifications {
@@ -293,7 +308,10 @@ impl Worker {
                     }
                 }
             }
-            self.traces.record(batch.steps).await;
+            if !scope.journal {
+                // Degraded: traces would wait on the Redis that is down.
+                self.traces.record(batch.steps).await;
+            }
             metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
             return batch.result;
         }
@@ -309,7 +327,9 @@ impl Worker {
     }
 
     /// Matches, aggregates, routes and renders one batch through `state`,
-    /// collecting (not yet committing) what it produced.
+    /// collecting (not yet committing) what it produced. `suppress` (the
+    /// replay's budget, by alert key) drops that many alerts per key: they
+    /// were already notified during an outage.
     async fn evaluate(
         &mut self,
         g: &Generation,
@@ -317,7 +337,9 @@ impl Worker {
         rules: &[Arc<ActiveRule>],
         state: &StateView,
         txn: Option<Arc<Txn>>,
+        mut suppress: Option<&mut HashMap<String, u64>>,
     ) -> Evaluated {
+        let mut counted = Vec::new();
         let mut result = BatchResult {
             failed: HashMap::new(),
             durable: Ok(()),
@@ -383,7 +405,19 @@ impl Worker {
                         .detail(format!("{} alert(s) from this batch", alerts.len())),
                 ));
             }
+            counted.push(replay::Counted {
+                rule: rule.name.clone(),
+                events: matched.events.iter().map(|e| e.event_id.clone()).collect(),
+                fired: alerts.iter().map(|a| a.key.clone()).collect(),
+            });
             for alert in alerts {
+                if let Some(budget) = suppress.as_deref_mut() {
+                    if let Some(left) = budget.get_mut(&alert.key).filter(|n| **n > 0) {
+                        *left -= 1;
+                        metrics::counter!("tocsin_replay_suppressed_total").increment(1);
+                        continue;
+                    }
+                }
                 let notification_id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
                 out.notifications
                     .push(notification_row(&notification_id, &alert));
@@ -411,7 +445,12 @@ impl Worker {
                 .await;
             }
         }
-        Evaluated { result, out, steps }
+        Evaluated {
+            result,
+            out,
+            steps,
+            counted,
+        }
     }
 }
 
@@ -424,6 +463,8 @@ struct Evaluated {
     result: BatchResult,
     out: Outgoing,
     steps: Vec<(String, Step)>,
+    /// Per rule that counted events: which, and the alert keys fired.
+    counted: Vec<replay::Counted>,
 }
 
 /// Why a batch's effects are not durable.
@@ -454,9 +495,17 @@ async fn commit_shared(
     for (field, json) in fields {
         txn.hash_set(&hash, field, json).await;
     }
-    txn.commit()
-        .await
-        .map_err(|e| Retry::Again(e.to_string()))?;
+    match txn.commit().await {
+        Ok(()) => {}
+        // Applied after all: go on as committed (redoing would count twice).
+        Err(crate::state::TxnError::Unknown(e)) => {
+            if !txn.resolve().await {
+                return Err(Retry::Again(e));
+            }
+            tracing::info!("a commit Redis did not answer had applied");
+        }
+        Err(e) => return Err(Retry::Again(e.to_string())),
+    }
     deliverer
         .commit(out)
         .await

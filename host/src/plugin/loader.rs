@@ -232,9 +232,7 @@ impl Runtime {
             }
         }
         .map_err(link_err)?;
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(link_err)?;
+        stub_unprovided_imports(&mut linker, engine, component).map_err(link_err)?;
         Ok(linker)
     }
 }
@@ -277,6 +275,75 @@ fn detect_world(rt: &Runtime, component: &Component) -> Result<World, LoadError>
                 .join(", "),
         )),
     }
+}
+
+/// The WASI interfaces [`add_minimal_wasi`] links (at 0.2.12), by name
+/// without version.
+const PROVIDED_WASI: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/exit",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// Whether the import `name` (`wasi:cli/environment@0.2.6`) is served by
+/// a linked WASI interface: the same interface at any 0.2.x version,
+/// which the linker's semver matching resolves to the 0.2.12 one.
+fn provided_wasi(name: &str) -> bool {
+    let (iface, version) = name.split_once('@').unwrap_or((name, ""));
+    PROVIDED_WASI.contains(&iface) && (version.is_empty() || version.starts_with("0.2."))
+}
+
+/// Links every import nothing provides as a trap, so a guest may import
+/// files, sockets or clocks but can never use them.
+///
+/// Why not `Linker::define_unknown_imports_as_traps`: it looks imports up
+/// by their exact name, so a guest importing `wasi:cli/environment@0.2.6`
+/// (rustc 1.95; componentize-py imports 0.2.9) got trap stubs under that
+/// name, shadowing the compatible 0.2.12 functions linked above: `std`'s
+/// `HashMap` (random seed) and panic messages (environment) trapped.
+fn stub_unprovided_imports(
+    linker: &mut Linker<HostCtx>,
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    for (name, item) in component.component_type().imports(engine) {
+        if provided_wasi(name) || name.starts_with("tocsin:plugin/") {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut stubs = linker.instance(name)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{export}");
+                    stubs.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("plugins get no `{what}` (no ambient WASI access)")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    stubs.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// WASI pieces a wit-bindgen Rust guest imports even when it does no I/O.

@@ -204,19 +204,15 @@ impl EmbeddedState {
             .collect()
     }
 
-    /// Removes and returns every live entry (Redis reconciliation).
-    pub fn drain(&self) -> Vec<(String, Entry)> {
-        let now = now_ms();
+    /// Removes every entry whose key satisfies `pred` (Redis
+    /// reconciliation drops what the replay moved to shared state).
+    pub fn drain_where(&self, pred: impl Fn(&str) -> bool) {
         let mut inner = self.inner.lock();
-        let map = std::mem::take(&mut inner.map);
-        let mut out = Vec::with_capacity(map.len());
-        for (k, e) in map {
+        let keys: Vec<String> = inner.map.keys().filter(|k| pred(k)).cloned().collect();
+        for k in keys {
+            inner.map.remove(&k);
             Self::log_del(&mut inner, &k);
-            if e.live(now) {
-                out.push((k, e));
-            }
         }
-        out
     }
 
     /// Waits until all changes made before this call are on disk.

@@ -7,6 +7,7 @@
 //! Two backends behind one interface: [`embedded`] (the default: local
 //! data directory) and [`redis`] (several instances share counters).
 
+pub mod conn;
 pub mod embedded;
 pub mod ops;
 pub mod redis;
@@ -15,6 +16,7 @@ pub mod txn;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use conn::Patience;
 pub use embedded::EmbeddedState;
 pub use redis::RedisState;
 pub use txn::{Txn, TxnError};
@@ -176,6 +178,7 @@ impl StateStore {
                 view: StateView::Direct(self.clone()),
                 store: self.clone(),
                 txn: None,
+                journal: false,
                 _local: None,
             }),
             Self::Redis(s) => Ok(match s.begin(rules).await? {
@@ -185,6 +188,7 @@ impl StateStore {
                         view: StateView::Txn(t.clone()),
                         store: self.clone(),
                         txn: Some(t),
+                        journal: false,
                         _local: None,
                     }
                 }
@@ -194,6 +198,7 @@ impl StateStore {
                         view: StateView::Direct(local.clone()),
                         store: local,
                         txn: None,
+                        journal: true,
                         _local: Some(guard),
                     }
                 }
@@ -221,6 +226,9 @@ pub struct BatchScope {
     pub store: StateStore,
     /// The transaction to commit, if any.
     pub txn: Option<Arc<Txn>>,
+    /// The batch runs on local state because Redis is unreachable: it
+    /// writes a journal entry for the replay ([`JOURNAL_PREFIX`]).
+    pub journal: bool,
     _local: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
@@ -315,6 +323,15 @@ impl StateView {
 /// Prefix of intent keys; rule names cannot contain `\u{1e}`, so no plugin
 /// key can collide with it.
 const INTENT_PREFIX: &str = "\u{1e}intent\u{1f}";
+
+/// Prefix of the journal a degraded batch writes on local state (see
+/// [`redis`]); rule names cannot contain `\u{1e}`.
+pub const JOURNAL_PREFIX: &str = "\u{1e}journal\u{1f}";
+
+/// A fresh journal key (time-ordered, so the replay keeps the order).
+pub fn journal_key() -> String {
+    format!("{JOURNAL_PREFIX}{}", uuid::Uuid::now_v7())
+}
 
 /// Key marking that `rule` has counted event `event_id`.
 pub fn seen_key(rule: &str, event_id: &str) -> String {

@@ -6,26 +6,29 @@
 //! so atomic across instances on its own) serve calls outside a batch.
 //! All keys carry `[redis] prefix`, so deployments can share one Redis.
 //!
-//! Outage behaviour (documented in the README): when Redis does not answer
-//! (1 s timeout), the instance marks itself degraded (`/readyz`,
-//! `tocsin_state_degraded`) and keeps processing on local state in its data
-//! directory. During the outage each instance counts alone: a key whose
-//! events are spread over instances fires later than it would have, and a
-//! quiet period or dedup mark set elsewhere is not seen. A background probe
-//! notices Redis coming back and reconciles: local counts are added to the
-//! shared counters (their threshold is checked on the key's next event) and
-//! local marks and values are copied over when absent; local sample lists are
-//! dropped.
+//! Outage behaviour (documented in the README): a slow Redis is waited for
+//! ([`super::conn`]); when Redis refuses, drops the connection or does not
+//! answer within `[redis] outage_after_ms`, the instance marks itself
+//! degraded (`/readyz`, `tocsin_state_degraded`) and keeps processing on
+//! local state in its data directory. Each degraded batch also writes a
+//! *journal* entry locally: per rule, the events it counted and the alert
+//! keys it fired. During the outage each instance counts alone. A
+//! background probe notices Redis coming back and reconciles: the journal
+//! is replayed onto the shared state through the pipeline (see
+//! [`crate::pipeline::replay`]), so the shared counters see every event and
+//! every threshold is checked as the events are counted again; a replayed
+//! alert is suppressed when the same key already alerted locally during the
+//! outage. Then the local copies are dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::ops::Value;
+use super::conn::{Conn, Patience};
 use super::{EmbeddedState, StateError, WindowHit};
 
 const WINDOW_ADD: &str = r#"
@@ -56,17 +59,6 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return {before, fires, after, start}
-"#;
-
-const MERGE_COUNT: &str = r#"
-local c = redis.call('HMGET', KEYS[1], 'c', 's')
-local start = tonumber(c[2])
-local s = tonumber(ARGV[2])
-if start == nil or s < start then start = s end
-redis.call('HSET', KEYS[1], 's', string.format('%d', start))
-redis.call('HINCRBY', KEYS[1], 'c', ARGV[1])
-if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1
 "#;
 
 const LIST_PUSH: &str = r#"
@@ -106,9 +98,14 @@ pub enum Begun {
     Local(Arc<EmbeddedState>, tokio::sync::OwnedRwLockReadGuard<()>),
 }
 
+/// Replays journaled degraded batches onto shared state (key, JSON text of
+/// each entry); set by the pipeline, which owns the plugins it needs.
+pub type Replayer =
+    Arc<dyn Fn(Vec<(String, String)>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// See the module documentation.
 pub struct RedisState {
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: Conn,
     pub(super) scripts: super::txn::Scripts,
     /// Keys to prefetch per rule (see [`super::txn::Txn::prefetch`]).
     pub(super) hints: Mutex<super::txn::Hints>,
@@ -123,8 +120,9 @@ pub struct RedisState {
     /// after the local state was copied to Redis.
     gate: Arc<tokio::sync::RwLock<()>>,
     last_error: Mutex<Option<String>>,
+    replayer: std::sync::OnceLock<Replayer>,
+    patience: Patience,
     window_add: Script,
-    merge_count: Script,
     list_push: Script,
     list_take: Script,
 }
@@ -134,34 +132,36 @@ impl RedisState {
     pub async fn connect(
         url: &str,
         prefix: &str,
+        patience: Patience,
         local_dir: &std::path::Path,
     ) -> Result<Arc<Self>, StateError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StateError::Redis(format!("[redis] url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = Conn::open(url, patience, "state")
             .await
-            .map_err(|e| StateError::Redis(format!("connecting to Redis: {e}")))?;
+            .map_err(StateError::Redis)?;
         let instance = instance_id(local_dir)?;
+        let local = Arc::new(EmbeddedState::open(local_dir)?);
+        // A previous run died with journaled batches not yet replayed:
+        // start degraded, so reconciliation replays them first.
+        let unreplayed = !local.texts_with_prefix(super::JOURNAL_PREFIX).is_empty();
         let me = Arc::new(Self {
             instance,
             conn,
             prefix: prefix.to_string(),
-            local: Arc::new(EmbeddedState::open(local_dir)?),
-            degraded: AtomicBool::new(false),
+            local,
+            degraded: AtomicBool::new(unreplayed),
             gate: Arc::new(tokio::sync::RwLock::new(())),
-            last_error: Mutex::new(None),
+            last_error: Mutex::new(
+                unreplayed.then(|| "replaying batches counted during an earlier outage".into()),
+            ),
+            replayer: std::sync::OnceLock::new(),
+            patience,
             scripts: super::txn::Scripts::new(),
             hints: Mutex::new(super::txn::Hints::default()),
             window_add: Script::new(WINDOW_ADD),
-            merge_count: Script::new(MERGE_COUNT),
             list_push: Script::new(LIST_PUSH),
             list_take: Script::new(LIST_TAKE),
         });
-        metrics::gauge!("tocsin_state_degraded").set(0.0);
+        metrics::gauge!("tocsin_state_degraded").set(if unreplayed { 1.0 } else { 0.0 });
         let probe = me.clone();
         tokio::spawn(async move { probe.recover_loop().await });
         Ok(me)
@@ -172,8 +172,27 @@ impl RedisState {
         &self.instance
     }
 
+    /// How long this backend waits on Redis (`[redis]`).
+    pub fn patience(&self) -> Patience {
+        self.patience
+    }
+
+    /// Sets who replays journaled degraded batches (the pipeline).
+    pub fn set_replayer(&self, replayer: Replayer) {
+        let _ = self.replayer.set(replayer);
+    }
+
+    /// A transaction on shared state even while degraded: for the replay,
+    /// which runs while reconciliation holds every degraded batch off.
+    pub async fn begin_shared(
+        self: &Arc<Self>,
+        rules: &[&str],
+    ) -> Result<super::txn::Txn, super::txn::TxnError> {
+        super::txn::Txn::begin(self.clone(), rules).await
+    }
+
     /// A clone of the connection, counted as one round trip.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Conn {
         round_trip();
         self.conn.clone()
     }
@@ -425,7 +444,10 @@ impl RedisState {
                     self.degraded.store(false, Ordering::Release);
                     metrics::gauge!("tocsin_state_degraded").set(0.0);
                     metrics::counter!("tocsin_state_reconciled_total").increment(n as u64);
-                    tracing::info!(keys = n, "Redis is back: reconciled local state");
+                    tracing::info!(
+                        journal = n,
+                        "Redis is back: replayed what was counted locally"
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis back but reconciliation failed; retrying")
@@ -434,84 +456,36 @@ impl RedisState {
         }
     }
 
-    /// Copies local state into Redis (see the module documentation).
+    /// Replays the journal of degraded batches onto Redis, then drops the
+    /// local copies (see the module documentation). Returns the number of
+    /// journal entries replayed.
     ///
-    /// Runs with no degraded batch in flight, and merges each rule's keys
-    /// under that rule's lock, so no transaction commits over a merge.
-    async fn reconcile(self: &Arc<Self>) -> Result<usize, redis::RedisError> {
+    /// Runs with no degraded batch in flight (it holds the gate), so no
+    /// local write is made after the journal was read. The replay commits
+    /// each entry rule by rule under that rule's lock.
+    async fn reconcile(self: &Arc<Self>) -> Result<usize, String> {
         let _exclusive = self.gate.write().await;
-        let entries = self.local.drain();
-        let n = entries.len();
-        let mut by_rule: std::collections::BTreeMap<String, Vec<(String, super::ops::Entry)>> =
-            Default::default();
-        for (key, entry) in entries {
-            by_rule
-                .entry(super::rule_of(&key).unwrap_or("").to_string())
-                .or_default()
-                .push((key, entry));
-        }
-        for (rule, entries) in by_rule {
-            let lock = if rule.is_empty() {
-                None
-            } else {
-                Some(
-                    super::txn::Txn::begin(self.clone(), &[rule.as_str()])
-                        .await
-                        .map_err(|e| {
-                            redis::RedisError::from((
-                                redis::ErrorKind::Io,
-                                "taking a rule lock",
-                                e.to_string(),
-                            ))
-                        })?,
-                )
+        let journal = self.local.texts_with_prefix(super::JOURNAL_PREFIX);
+        let n = journal.len();
+        if n > 0 {
+            let Some(replay) = self.replayer.get() else {
+                return Err("the pipeline is not running yet".into());
             };
-            let merged = self.merge(entries).await;
-            if let Some(lock) = lock {
-                lock.abort().await;
-            }
-            merged?;
+            replay(journal).await?;
         }
+        // Everything the local counters, lists, values and marks stood for
+        // is now on shared state. Intents stay: they belong to the local
+        // outbox.
+        self.local
+            .drain_where(|k| super::rule_of(k).is_some() || k.starts_with(super::JOURNAL_PREFIX));
+        self.local.sync().await.map_err(|e| e.to_string())?;
         Ok(n)
     }
 
-    /// Copies local `entries` into Redis (see the module documentation).
-    async fn merge(
-        &self,
-        entries: Vec<(String, super::ops::Entry)>,
-    ) -> Result<(), redis::RedisError> {
-        let mut conn = self.connection();
-        let now = crate::event::now_ms();
-        for (key, entry) in entries {
-            let ttl = entry
-                .expires_at
-                .map(|t| redis_ttl(t.saturating_sub(now).max(1) as u64))
-                .unwrap_or(0);
-            match entry.value {
-                Value::Counter {
-                    count,
-                    window_start,
-                } => {
-                    self.merge_count
-                        .key(self.key(&key))
-                        .arg(count)
-                        .arg(window_start)
-                        .arg(ttl)
-                        .invoke_async::<i64>(&mut conn)
-                        .await?;
-                }
-                Value::Text(v) => {
-                    let mut cmd = redis::cmd("SET");
-                    cmd.arg(self.key(&key)).arg(v).arg("NX");
-                    if ttl > 0 {
-                        cmd.arg("PX").arg(ttl);
-                    }
-                    cmd.query_async::<Option<String>>(&mut conn).await?;
-                }
-                Value::List(_) => {}
-            }
-        }
-        Ok(())
+    /// The local (degraded-mode) state, for the replay to retire journal
+    /// entries.
+    pub fn local(&self) -> &Arc<EmbeddedState> {
+        &self.local
     }
 }
 

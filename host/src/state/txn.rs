@@ -36,8 +36,11 @@ use crate::event::now_ms;
 /// How long a rule lock outlives a holder that stopped answering.
 pub const LOCK_LEASE: Duration = Duration::from_secs(5);
 /// How long a batch waits for its rules' locks before it fails (and its
-/// events are redelivered).
-const LOCK_WAIT: Duration = Duration::from_secs(15);
+/// events are redelivered). Long: a holder renews its lease only while it
+/// runs, so a wait this long means a stuck holder, while a short one would
+/// fail (and, after the retries, dead-letter) events merely because a busy
+/// machine made every batch slow.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// Takes every lock in KEYS with token ARGV[1] for ARGV[2] ms, or none.
 const ACQUIRE: &str = r#"
@@ -191,6 +194,17 @@ pub enum TxnError {
     LockTimeout(String, Duration),
     #[error("the batch outlived its rule lock lease ({0}); it will be redone")]
     LockLost(String),
+    #[error("Redis did not answer the commit ({0}); whether it applied is unknown")]
+    Unknown(String),
+}
+
+/// How long a commit marker is kept (far longer than any resolve waits
+/// past the lease).
+const MARKER_TTL_MS: u64 = 3_600_000;
+
+/// The key marking that the transaction with `token` committed.
+fn commit_marker(token: &str) -> String {
+    format!("\u{1e}commit\u{1f}{token}")
 }
 
 impl From<TxnError> for StateError {
@@ -487,6 +501,11 @@ impl Txn {
         for (hash, field, value) in &inner.outbox {
             call.arg("H").arg(hash).arg(0).arg(field).arg(value);
         }
+        // The marker [`Self::resolve`] looks for.
+        call.arg("T")
+            .arg(self.redis.key(&commit_marker(&self.token)))
+            .arg(MARKER_TTL_MS)
+            .arg("1");
         let mut conn = self.redis.conn.clone();
         super::redis::round_trip();
         match call.invoke_async::<i64>(&mut conn).await {
@@ -500,11 +519,44 @@ impl Txn {
                 release(&self.redis, &self.locks, &self.token).await;
                 Err(TxnError::LockLost(e.to_string()))
             }
+            Err(e) if super::conn::is_outage(&e) => {
+                // Whether Redis applied it is unknown: see [`Self::resolve`].
+                self.redis.fail_with(&e.to_string());
+                Err(TxnError::Unknown(e.to_string()))
+            }
             Err(e) => {
-                // Whether Redis applied it is unknown; the locks expire.
                 self.redis.fail_with(&e.to_string());
                 Err(TxnError::Redis(e.to_string()))
             }
+        }
+    }
+
+    /// Whether a commit that ended in [`TxnError::Unknown`] was applied,
+    /// waiting for Redis as long as it takes to know.
+    ///
+    /// The commit writes a marker with everything else. Once the locks'
+    /// lease has lapsed since the commit was sent, a commit Redis had not
+    /// run yet can no longer apply (its lock check fails), so an absent
+    /// marker then means "not applied" for good. Why wait rather than
+    /// redo: redoing an applied commit on local state counts its events
+    /// twice and sends its alerts twice.
+    pub async fn resolve(&self) -> bool {
+        let marker = self.redis.key(&commit_marker(&self.token));
+        let sent = Instant::now();
+        let mut warned = false;
+        loop {
+            let mut conn = self.redis.connection();
+            match redis::AsyncCommands::exists::<_, bool>(&mut conn, &marker).await {
+                Ok(true) => return true,
+                Ok(false) if sent.elapsed() > LOCK_LEASE + Duration::from_secs(1) => return false,
+                Ok(false) => {}
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "waiting for Redis to learn whether a batch committed");
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
