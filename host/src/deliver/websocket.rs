@@ -40,16 +40,23 @@ pub struct WsFrame {
     pub body: Arc<str>,
 }
 
-/// A frame on the cluster channel, tagged with the instance that sent it.
+/// A frame on the cluster channel, tagged with the instance that sent it
+/// and its place in that instance's stream: a pipeline retried after an
+/// unanswered PUBLISH may deliver frames twice, and subscribers drop a
+/// frame whose `seq` they have already passed (one publisher per instance
+/// sends in order).
 #[derive(Serialize, Deserialize)]
 struct ClusterFrame {
     instance: String,
+    #[serde(default)]
+    seq: u64,
     frame: WsFrame,
 }
 
 struct Relay {
     queue: tokio::sync::mpsc::Sender<String>,
     instance: String,
+    seq: std::sync::atomic::AtomicU64,
 }
 
 /// Fan-out point for WebSocket clients. Cheap to clone.
@@ -86,13 +93,19 @@ impl WsHub {
         let relay = Arc::new(Relay {
             queue,
             instance: uuid::Uuid::now_v7().to_string(),
+            seq: std::sync::atomic::AtomicU64::new(0),
         });
         hub.relay = Some(relay.clone());
         tokio::spawn(publish_loop(conn, channel.clone(), rx));
         let tx = hub.tx.clone();
         tokio::spawn(async move {
+            // The highest `seq` seen per sending instance (see
+            // [`ClusterFrame`]), kept across resubscriptions.
+            let mut passed: std::collections::HashMap<String, u64> = Default::default();
             loop {
-                if let Err(e) = subscribe(&client, &channel, &relay.instance, &tx).await {
+                if let Err(e) =
+                    subscribe(&client, &channel, &relay.instance, &tx, &mut passed).await
+                {
                     tracing::warn!(error = %e, "WebSocket relay lost its Redis subscription; retrying");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -107,6 +120,7 @@ impl WsHub {
         if let Some(relay) = &self.relay {
             let message = ClusterFrame {
                 instance: relay.instance.clone(),
+                seq: relay.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
                 frame: frame.clone(),
             };
             if let Ok(text) = serde_json::to_string(&message) {
@@ -160,6 +174,7 @@ async fn subscribe(
     channel: &str,
     instance: &str,
     tx: &broadcast::Sender<WsFrame>,
+    passed: &mut std::collections::HashMap<String, u64>,
 ) -> Result<(), String> {
     let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
     pubsub.subscribe(channel).await.map_err(|e| e.to_string())?;
@@ -170,6 +185,12 @@ async fn subscribe(
         };
         match serde_json::from_str::<ClusterFrame>(&text) {
             Ok(m) if m.instance != instance => {
+                let last = passed.entry(m.instance).or_default();
+                if m.seq != 0 && m.seq <= *last {
+                    metrics::counter!("tocsin_ws_relay_repeats_dropped_total").increment(1);
+                    continue;
+                }
+                *last = m.seq;
                 let _ = tx.send(m.frame);
             }
             Ok(_) => {}
