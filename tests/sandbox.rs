@@ -85,6 +85,12 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
     .await?;
     // The panic's own message reaches the host (WASI stderr and the
     // environment a Rust panic reads are linked, not stubbed as traps).
+    // The trace is recorded after the batch: wait for it.
+    wait_for("the panic's trace", WAIT, || async {
+        let r = t.http.get(t.url("/v1/events/panic-1/trace")).send().await?;
+        Ok(r.status() == 200 && r.text().await?.contains("\"failed\""))
+    })
+    .await?;
     let trace = t.get_json("/v1/events/panic-1/trace").await?;
     let failed = trace["steps"]
         .as_array()
