@@ -121,7 +121,6 @@ pub struct RedisState {
     gate: Arc<tokio::sync::RwLock<()>>,
     last_error: Mutex<Option<String>>,
     replayer: std::sync::OnceLock<Replayer>,
-    patience: Patience,
     window_add: Script,
     list_push: Script,
     list_take: Script,
@@ -154,7 +153,6 @@ impl RedisState {
                 unreplayed.then(|| "replaying batches counted during an earlier outage".into()),
             ),
             replayer: std::sync::OnceLock::new(),
-            patience,
             scripts: super::txn::Scripts::new(),
             hints: Mutex::new(super::txn::Hints::default()),
             window_add: Script::new(WINDOW_ADD),
@@ -170,11 +168,6 @@ impl RedisState {
     /// This instance's id in the cluster.
     pub fn instance(&self) -> &str {
         &self.instance
-    }
-
-    /// How long this backend waits on Redis (`[redis]`).
-    pub fn patience(&self) -> Patience {
-        self.patience
     }
 
     /// Sets who replays journaled degraded batches (the pipeline).
