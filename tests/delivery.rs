@@ -454,3 +454,124 @@ async fn delivery_defaults_from_the_config_set_the_retries() -> anyhow::Result<(
     assert!(hook.received().iter().all(|r| r.status == 500));
     Ok(())
 }
+
+/// A resolved Alertmanager alert is a resolution of the pipeline: the
+/// rule's webhook channel renders it (`status: resolved`), the outbox
+/// records and delivers it, and the history keeps it beside the firing
+/// notification.
+#[tokio::test]
+async fn a_resolved_alertmanager_alert_reaches_the_webhook_through_the_outbox() -> anyhow::Result<()>
+{
+    const TOKEN: &str = "am-resolve-token";
+    let hook = WebhookReceiver::start(&[], 200).await?;
+    let rule = format!(
+        r#"
+[match]
+sources = ["alertmanager"]
+[aggregate]
+plugin = "threshold"
+config = {{ threshold = 1, window = "1h" }}
+[[channels]]
+plugin = "webhook"
+config = {{ url = "{}" }}
+grants = {{ http = ["127.0.0.1"] }}
+"#,
+        hook.url()
+    );
+    let setup = Setup {
+        env: vec![
+            ("TOCSIN_ENGINE_WORKERS".into(), "1".into()),
+            ("TOCSIN_INGEST_ALERTMANAGER_TOKEN".into(), TOKEN.into()),
+        ],
+        plugins: vec!["threshold", "webhook"],
+        default_rules: false,
+        rules: vec![("am-hook.toml".into(), rule)],
+    };
+    let t = Tocsin::start(setup).await?;
+    let http = reqwest::Client::new();
+    let post = |ends_at: &str| {
+        let body = serde_json::json!([{
+            "labels": {"alertname": "DiskFull", "service": "db", "severity": "critical"},
+            "annotations": {"summary": "disk 97% full"},
+            "startsAt": "2026-01-15T08:00:00Z", "endsAt": ends_at,
+        }]);
+        http.post(t.url("/api/v2/alerts"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(post("2099-01-01T00:00:00Z").await?.status().as_u16(), 200);
+    wait_for("the firing alert at the webhook", WAIT, || async {
+        Ok(hook.received().len() == 1)
+    })
+    .await?;
+    let firing = hook.received().remove(0).body;
+    assert_eq!(firing["status"], "firing", "{firing}");
+    assert_eq!(firing["type"], "alert", "{firing}");
+
+    assert_eq!(post("2026-01-15T09:00:00Z").await?.status().as_u16(), 200);
+    wait_for("the resolution at the webhook", WAIT, || async {
+        Ok(hook.received().len() == 2)
+    })
+    .await?;
+    let got = hook.received().remove(1);
+    let resolved = &got.body;
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["type"], "resolved", "{resolved}");
+    assert_eq!(resolved["rule"], "am-hook", "{resolved}");
+    assert_eq!(
+        resolved["key"], firing["key"],
+        "the same key as the firing alert"
+    );
+    assert_eq!(resolved["severity"], "critical", "{resolved}");
+    assert_eq!(
+        resolved["labels"]["endsAt"], "2026-01-15T09:00:00Z",
+        "{resolved}"
+    );
+    assert!(
+        resolved["labels"]["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.len() == 16),
+        "Prometheus's fingerprint of the label set: {resolved}"
+    );
+
+    // Through the outbox: a delivery row, delivered once, whose
+    // idempotency key the receiver saw; and a notification in the history.
+    wait_for("both deliveries recorded as delivered", WAIT, || async {
+        Ok(deliveries(&t, "delivered").await?.len() == 2)
+    })
+    .await?;
+    let rows = deliveries(&t, "delivered").await?;
+    assert!(
+        rows.iter()
+            .all(|d| d["rule"] == "am-hook" && d["kind"] == "http" && d["attempts"] == 1),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|d| d["id"] == got.idempotency_key.as_str()),
+        "the resolution's delivery id is its idempotency key: {rows:?} / {}",
+        got.idempotency_key
+    );
+    let history = t.get_json("/v1/notifications").await?;
+    let titles: Vec<&str> = history["notifications"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["title"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        titles.iter().any(|t| t.ends_with("resolved")),
+        "the resolution is in the history: {titles:?}"
+    );
+    // Posted again (Prometheus re-sends resolutions for 15 minutes): not
+    // delivered twice.
+    assert_eq!(post("2026-01-15T09:00:00Z").await?.status().as_u16(), 200);
+    assert_eq!(
+        t.metric(
+            "tocsin_ingest_duplicates_total",
+            &[("source", "alertmanager")]
+        )
+        .await?,
+        1.0
+    );
+    assert_eq!(hook.received().len(), 2);
+    Ok(())
+}

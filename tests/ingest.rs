@@ -801,7 +801,8 @@ async fn alertmanager_api_validates_dedupes_and_resolves() -> Result<()> {
         1.0
     );
 
-    // Now resolved: a resolution on the stream, not an event.
+    // Now resolved: a resolution, not a counted event, rendered by the
+    // rule's channel.
     let r = post(json!([
         {"labels": {"alertname": "QueueStuck", "service": "jobs", "severity": "error"},
          "startsAt": "2020-01-15T08:00:00Z", "endsAt": "2020-01-15T09:00:00Z"},
@@ -810,11 +811,18 @@ async fn alertmanager_api_validates_dedupes_and_resolves() -> Result<()> {
     assert_eq!(r.status().as_u16(), 200);
     let n = ws.next(WAIT).await?;
     assert_eq!(n["type"], "resolved", "{n}");
-    assert_eq!(n["source"], "alertmanager", "{n}");
-    assert_eq!(n["errorCode"], "QueueStuck", "{n}");
-    assert_eq!(n["serviceName"], "jobs", "{n}");
-    assert_eq!(n["labels"]["severity"], "error", "{n}");
-    assert_eq!(n["endsAt"], "2020-01-15T09:00:00Z", "{n}");
+    assert_eq!(n["status"], "resolved", "{n}");
+    assert_eq!(n["rule"], "am", "{n}");
+    assert_eq!(n["key"], "QueueStuck|jobs", "{n}");
+    assert_eq!(n["count"], 0, "{n}");
+    assert_eq!(n["labels"]["source"], "alertmanager", "{n}");
+    assert_eq!(n["labels"]["error-code"], "QueueStuck", "{n}");
+    assert_eq!(n["labels"]["service"], "jobs", "{n}");
+    assert_eq!(
+        n["severity"], "high",
+        "severity \"error\" maps to high: {n}"
+    );
+    assert_eq!(n["labels"]["endsAt"], "2020-01-15T09:00:00Z", "{n}");
     assert_eq!(
         metric(
             &t,
@@ -1037,12 +1045,17 @@ async fn real_alertmanager_webhook_delivers_firing_then_resolved() -> Result<()>
         })
         .await
         .with_context(|| am.log())?;
-    assert_eq!(n["source"], "alertmanager", "{n}");
-    assert_eq!(n["errorCode"], "ReplicaLag", "{n}");
-    assert_eq!(n["serviceName"], "pg", "{n}");
+    assert_eq!(n["labels"]["source"], "alertmanager", "{n}");
+    assert_eq!(n["labels"]["error-code"], "ReplicaLag", "{n}");
+    assert_eq!(n["labels"]["service"], "pg", "{n}");
     assert_eq!(n["severity"], "high", "{n}");
-    assert_eq!(n["labels"]["alertname"], "ReplicaLag", "{n}");
-    assert!(n["endsAt"].as_str().is_some_and(|e| e.contains('T')), "{n}");
+    assert_eq!(n["status"], "resolved", "{n}");
+    assert!(
+        n["labels"]["endsAt"]
+            .as_str()
+            .is_some_and(|e| e.contains('T')),
+        "{n}"
+    );
     assert_eq!(
         metric(
             &t,

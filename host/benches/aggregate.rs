@@ -60,6 +60,7 @@ fn events() -> Vec<ErrorEvent> {
                 ]
                 .into(),
                 dedup: false,
+                resolved: false,
             };
             ErrorEvent::from(&e)
         })

@@ -79,6 +79,11 @@ pub struct Event {
     /// the producer or from an at-least-once source.
     #[serde(skip)]
     pub dedup: bool,
+    /// The event reports that an alert stopped (a resolved Prometheus or
+    /// Alertmanager alert), not an error: rules that match it notify a
+    /// resolution instead of counting it (see [`crate::pipeline::resolve`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved: bool,
 }
 
 /// One reason an input item was refused: which item, which field, why.
@@ -244,6 +249,7 @@ pub fn parse_event(
                 user_id,
                 stack_trace,
                 metadata,
+                resolved: false,
             })
         }
         _ => Err(errors),

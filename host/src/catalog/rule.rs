@@ -241,6 +241,7 @@ mod tests {
             stack_trace: None,
             metadata: [("region".to_string(), "eu-west".to_string())].into(),
             dedup: false,
+            resolved: false,
         }
     }
 

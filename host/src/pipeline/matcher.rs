@@ -13,8 +13,13 @@ use crate::state::{seen_key, StateView};
 
 /// The events one rule takes from a batch.
 pub struct Matched {
+    /// Errors, for the aggregator.
     pub events: Vec<ErrorEvent>,
-    /// Ids this batch marked as counted by the rule (to unmark on failure).
+    /// Resolved alerts, which the aggregator does not count (see
+    /// [`super::resolve`]).
+    pub resolutions: Vec<ErrorEvent>,
+    /// Ids of `events` this batch marked as counted by the rule (to unmark
+    /// when the aggregator fails).
     pub marked: Vec<String>,
     /// Ids the rule had already counted (redeliveries), skipped.
     pub duplicates: Vec<String>,
@@ -52,6 +57,7 @@ pub async fn match_batch(
     for rule in rules {
         let mut matched = Matched {
             events: Vec::new(),
+            resolutions: Vec::new(),
             marked: Vec::new(),
             duplicates: Vec::new(),
         };
@@ -68,18 +74,25 @@ pub async fn match_batch(
                     matched.duplicates.push(e.event_id.clone());
                     continue;
                 }
-                matched.marked.push(e.event_id.clone());
+                if !e.resolved {
+                    matched.marked.push(e.event_id.clone());
+                }
             }
-            matched.events.push(ErrorEvent::from(e));
+            if e.resolved {
+                matched.resolutions.push(ErrorEvent::from(e));
+            } else {
+                matched.events.push(ErrorEvent::from(e));
+            }
         }
         if !matched.duplicates.is_empty() {
             metrics::counter!("tocsin_events_duplicate_total", "rule" => rule.name.to_string())
                 .increment(matched.duplicates.len() as u64);
         }
-        if !matched.events.is_empty() || !matched.duplicates.is_empty() {
-            if !matched.events.is_empty() {
+        let taken = matched.events.len() + matched.resolutions.len();
+        if taken > 0 || !matched.duplicates.is_empty() {
+            if taken > 0 {
                 metrics::counter!("tocsin_events_matched_total", "rule" => rule.name.to_string())
-                    .increment(matched.events.len() as u64);
+                    .increment(taken as u64);
             }
             out.push((rule.clone(), matched));
         }

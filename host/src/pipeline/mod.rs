@@ -32,6 +32,7 @@ pub mod aggregate;
 pub mod matcher;
 pub mod notify;
 pub mod replay;
+pub mod resolve;
 pub mod route;
 
 use std::collections::HashMap;
@@ -353,7 +354,9 @@ impl Worker {
                 (e.event_id.clone(), step)
             })
             .collect();
-        for (rule, matched) in matcher::match_batch(rules, events, state, self.dedup_ttl_ms).await {
+        for (rule, mut matched) in
+            matcher::match_batch(rules, events, state, self.dedup_ttl_ms).await
+        {
             for id in &matched.duplicates {
                 steps.push((
                     id.clone(),
@@ -362,21 +365,33 @@ impl Worker {
                         .detail("already counted by this rule"),
                 ));
             }
-            if matched.events.is_empty() {
+            if matched.events.is_empty() && matched.resolutions.is_empty() {
                 continue;
             }
-            for ev in &matched.events {
+            for ev in matched.events.iter().chain(&matched.resolutions) {
                 steps.push((ev.event_id.clone(), Step::now("matched").rule(&rule.name)));
             }
-            let checkpoint = match &txn {
-                Some(t) => Some(t.checkpoint().await),
-                None => None,
-            };
-            let alerts =
+            let mut alerts = if matched.events.is_empty() {
+                Vec::new()
+            } else {
+                let checkpoint = match &txn {
+                    Some(t) => Some(t.checkpoint().await),
+                    None => None,
+                };
                 match aggregate::run(&mut self.instances, g, &rule, &matched.events, txn.clone())
                     .await
                 {
-                    Ok(alerts) => alerts,
+                    Ok(alerts) => {
+                        for ev in &matched.events {
+                            steps.push((
+                                ev.event_id.clone(),
+                                Step::now("aggregated")
+                                    .rule(&rule.name)
+                                    .detail(format!("{} alert(s) from this batch", alerts.len())),
+                            ));
+                        }
+                        alerts
+                    }
                     Err(e) => {
                         // Undo what the failed call wrote (shared state only),
                         // and forget the dedup marks so a redelivery counts.
@@ -394,20 +409,31 @@ impl Worker {
                             ));
                             result.failed.insert(ev.event_id.clone(), error);
                         }
-                        continue;
+                        if matched.resolutions.is_empty() {
+                            continue;
+                        }
+                        matched.events.clear();
+                        Vec::new()
                     }
-                };
-            for ev in &matched.events {
+                }
+            };
+            for ev in &matched.resolutions {
                 steps.push((
                     ev.event_id.clone(),
-                    Step::now("aggregated")
+                    Step::now("resolution")
                         .rule(&rule.name)
-                        .detail(format!("{} alert(s) from this batch", alerts.len())),
+                        .detail("a resolved alert: notified, not counted"),
                 ));
+                alerts.push(resolve::alert(&rule.name, ev));
             }
             counted.push(replay::Counted {
                 rule: rule.name.clone(),
-                events: matched.events.iter().map(|e| e.event_id.clone()).collect(),
+                events: matched
+                    .events
+                    .iter()
+                    .chain(&matched.resolutions)
+                    .map(|e| e.event_id.clone())
+                    .collect(),
                 fired: alerts.iter().map(|a| a.key.clone()).collect(),
             });
             for alert in alerts {
@@ -423,7 +449,12 @@ impl Worker {
                     .push(notification_row(&notification_id, &alert));
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
                 let names: Vec<&str> = channels.iter().map(|c| &*c.name).collect();
-                for ev in matched.events.iter().filter(|ev| alert_covers(&alert, ev)) {
+                let covered = if resolve::is_resolution(&alert) {
+                    &matched.resolutions
+                } else {
+                    &matched.events
+                };
+                for ev in covered.iter().filter(|ev| alert_covers(&alert, ev)) {
                     steps.push((
                         ev.event_id.clone(),
                         Step::now("notified")

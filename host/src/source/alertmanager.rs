@@ -30,7 +30,9 @@
 //!
 //! A resolved alert (`endsAt` in the past, or webhook `status: resolved`)
 //! is not an error: it is counted in `tocsin_resolutions_total{source}` and
-//! published on the live stream as `{"type":"resolved", ...}`.
+//! submitted as an event with `resolved` set (its own id, and `endsAt` in
+//! its metadata). Rules that match it notify a resolution through their
+//! channels instead of counting it (see [`crate::pipeline::resolve`]).
 //!
 //! Like Alertmanager, the valid alerts of a batch are kept when others are
 //! invalid; the `400` names each invalid item and field.
@@ -47,7 +49,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::{auth, body};
-use crate::deliver::WsFrame;
 use crate::engine::Engine;
 use crate::event::{now_ms, parse_event, Event, FieldError, Severity};
 
@@ -237,18 +238,13 @@ struct RawAlert {
     resolved: bool,
 }
 
-/// A valid alert: a new error, or the end of one.
-enum Parsed {
-    Firing(Event),
-    Resolved(Resolution),
-}
-
-/// A resolved alert, for the live stream.
-struct Resolution {
-    event_id: String,
-    severity: Severity,
-    service: String,
-    body: Value,
+/// A valid alert as an event: a new error, or the end of one (`resolved`
+/// set, see [`crate::pipeline::resolve`]).
+struct Parsed {
+    /// The alert's id ([`stable_id`]) whatever its state: what re-sends
+    /// are recognised by.
+    alert_id: String,
+    event: Event,
 }
 
 /// Reads the shape of item `i`; `webhook` items carry `status` and
@@ -461,29 +457,16 @@ impl RawAlert {
             }
             out
         })?;
-        if !self.resolved {
-            return Ok(Parsed::Firing(event));
+        let alert_id = event.event_id.clone();
+        let mut event = event;
+        if self.resolved {
+            event.resolved = true;
+            event.event_id = resolution_id(&self.fingerprint, self.starts_at.unwrap_or(0));
+            if let Some(ends_at) = self.ends_at {
+                event.metadata.insert("endsAt".into(), ends_at);
+            }
         }
-        let body = json!({
-            "type": "resolved",
-            "source": SOURCE,
-            "eventId": event.event_id,
-            "errorCode": event.error_code,
-            "serviceName": event.service_name,
-            "severity": event.severity.as_str(),
-            "message": event.message,
-            "labels": self.labels,
-            "annotations": self.annotations,
-            "fingerprint": self.fingerprint,
-            "startsAt": self.starts_at,
-            "endsAt": self.ends_at,
-        });
-        Ok(Parsed::Resolved(Resolution {
-            event_id: event.event_id,
-            severity: event.severity,
-            service: event.service_name,
-            body,
-        }))
+        Ok(Parsed { alert_id, event })
     }
 }
 
@@ -501,42 +484,39 @@ impl Outcome {
     }
 }
 
-/// Drops alerts already seen, submits new firing alerts and publishes new
-/// resolutions.
+/// Drops alerts already seen and submits the new firing and resolved
+/// alerts, in order.
 async fn ingest(engine: &Engine, parsed: Vec<Parsed>) -> Result<Outcome, Response> {
     let now = now_ms();
     let mut outcome = Outcome::default();
     let mut events = Vec::new();
-    let mut resolutions = Vec::new();
     {
         let mut seen = SEEN.lock();
         for p in parsed {
-            match p {
-                Parsed::Firing(e) if seen.first(&e.event_id, Seen::Firing, now) => events.push(e),
-                Parsed::Resolved(r) if seen.first(&r.event_id, Seen::Resolved, now) => {
-                    resolutions.push(r)
-                }
-                _ => outcome.duplicates += 1,
+            let state = match p.event.resolved {
+                false => Seen::Firing,
+                true => Seen::Resolved,
+            };
+            if !seen.first(&p.alert_id, state, now) {
+                outcome.duplicates += 1;
+                continue;
             }
+            match state {
+                Seen::Firing => outcome.events += 1,
+                Seen::Resolved => outcome.resolutions += 1,
+            }
+            events.push(p.event);
         }
     }
     if outcome.duplicates > 0 {
         metrics::counter!("tocsin_ingest_duplicates_total", "source" => SOURCE)
             .increment(outcome.duplicates as u64);
     }
-    outcome.events = events.len();
-    super::submit(engine, SOURCE, events).await?;
-    outcome.resolutions = resolutions.len();
-    for r in resolutions {
-        metrics::counter!("tocsin_resolutions_total", "source" => SOURCE).increment(1);
-        tracing::debug!(event_id = %r.event_id, service = %r.service, "alert resolved");
-        engine.hub.publish(WsFrame {
-            rule: Arc::from(""),
-            severity: r.severity,
-            service: r.service,
-            body: Arc::from(r.body.to_string()),
-        });
+    if outcome.resolutions > 0 {
+        metrics::counter!("tocsin_resolutions_total", "source" => SOURCE)
+            .increment(outcome.resolutions as u64);
     }
+    super::submit(engine, SOURCE, events).await?;
     Ok(outcome)
 }
 
@@ -619,7 +599,20 @@ pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
 /// A stable event id (UUID v8) for the alert `fingerprint` that started at
 /// `starts_at` (epoch ms, 0 when unknown).
 pub fn stable_id(fingerprint: &str, starts_at: i64) -> String {
-    let hash = blake3::hash(format!("alertmanager\0{fingerprint}\0{starts_at}").as_bytes());
+    uuid_of(&format!("alertmanager\0{fingerprint}\0{starts_at}"))
+}
+
+/// The id of the resolution of the alert [`stable_id`] names: another id,
+/// so a rule that counted the alert still takes its end.
+pub fn resolution_id(fingerprint: &str, starts_at: i64) -> String {
+    uuid_of(&format!(
+        "alertmanager-resolved\0{fingerprint}\0{starts_at}"
+    ))
+}
+
+/// A UUID v8 made of the hash of `text`.
+fn uuid_of(text: &str) -> String {
+    let hash = blake3::hash(text.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&hash.as_bytes()[..16]);
     uuid::Builder::from_custom_bytes(bytes)
@@ -654,10 +647,8 @@ mod tests {
     }
 
     fn firing(p: Parsed) -> Event {
-        match p {
-            Parsed::Firing(e) => e,
-            Parsed::Resolved(_) => panic!("expected a firing alert"),
-        }
+        assert!(!p.event.resolved, "expected a firing alert");
+        p.event
     }
 
     #[test]
@@ -749,17 +740,22 @@ mod tests {
         );
 
         let resolved = json!({"labels": {"alertname": "A", "service": "db", "severity": "critical"}, "startsAt": "2027-01-15T07:00:00Z", "endsAt": "2027-01-15T07:30:00Z"});
-        match parse(&resolved, false).expect("valid") {
-            Parsed::Resolved(r) => {
-                assert_eq!(r.severity, Severity::Critical);
-                assert_eq!(r.service, "db");
-                assert_eq!(r.body["type"], "resolved");
-                assert_eq!(r.body["errorCode"], "A");
-                assert_eq!(r.body["labels"]["severity"], "critical");
-                assert_eq!(r.body["endsAt"], "2027-01-15T07:30:00Z");
-            }
-            Parsed::Firing(_) => panic!("endsAt in the past is a resolution"),
-        }
+        let r = parse(&resolved, false).expect("valid");
+        assert!(r.event.resolved, "endsAt in the past is a resolution");
+        assert_eq!(r.event.severity, Severity::Critical);
+        assert_eq!(r.event.service_name, "db");
+        assert_eq!(r.event.error_code, "A");
+        assert_eq!(r.event.metadata["endsAt"], "2027-01-15T07:30:00Z");
+        let same_firing = json!({"labels": {"alertname": "A", "service": "db", "severity": "critical"}, "startsAt": "2027-01-15T07:00:00Z"});
+        let f = firing(parse(&same_firing, false).expect("valid"));
+        assert_eq!(
+            r.alert_id, f.event_id,
+            "re-sends are recognised by the alert's id"
+        );
+        assert_ne!(
+            r.event.event_id, r.alert_id,
+            "a resolution has its own event id"
+        );
         // Go's zero time means unset (amtool sends it).
         let zero = json!({"labels": {"alertname": "A"}, "startsAt": "0001-01-01T00:00:00.000Z", "endsAt": "0001-01-01T00:00:00.000Z"});
         let e = firing(parse(&zero, false).expect("valid"));
@@ -770,7 +766,7 @@ mod tests {
     fn webhook_status_and_fingerprint() {
         let v = json!({"status": "resolved", "labels": {"alertname": "A"}, "fingerprint": "abc",
                        "startsAt": "2027-01-15T08:00:00Z", "endsAt": "2099-01-01T00:00:00Z"});
-        assert!(matches!(parse(&v, true), Ok(Parsed::Resolved(_))));
+        assert!(parse(&v, true).is_ok_and(|p| p.event.resolved));
         let v = json!({"status": "firing", "labels": {"alertname": "A"}, "fingerprint": "abc",
                        "startsAt": "2027-01-15T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z"});
         let e = firing(parse(&v, true).expect("valid"));

@@ -70,17 +70,18 @@ pub fn invalid(
         .into_response()
 }
 
-/// Queues `events` and counts them as received from `source`; on failure
-/// (the engine is shutting down) the `503` to answer.
+/// Queues `events` and counts the errors among them as received from
+/// `source` (resolutions have their own `tocsin_resolutions_total`); on
+/// failure (the engine is shutting down) the `503` to answer.
 pub async fn submit(
     engine: &Engine,
     source: &'static str,
     events: Vec<Event>,
 ) -> Result<(), Response> {
-    let n = events.len() as u64;
-    if n == 0 {
+    if events.is_empty() {
         return Ok(());
     }
+    let n = events.iter().filter(|e| !e.resolved).count() as u64;
     match engine.pipeline.submit(events).await {
         Ok(()) => {
             metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);

@@ -12,6 +12,9 @@
 //! # html = "..."                         # default: see DEFAULT_HTML; "" for none
 //! ```
 //!
+//! A resolution (a resolved Prometheus or Alertmanager alert) gets the
+//! subject prefix `[RESOLVED] `.
+//!
 //! Placeholders: `{rule} {key} {count} {severity} {title} {summary} {samples}
 //! {labels} {first-seen} {last-seen}`; `{{`/`}}` for literal braces.
 
@@ -24,6 +27,7 @@ wit_bindgen::generate!({
 
 use template::{Mode, Template};
 use tocsin::plugin::email::{send, Message};
+use tocsin_plugin_support::channel::is_resolution;
 use tocsin_plugin_support::{Registry, Table};
 
 thread_local! {
@@ -115,9 +119,14 @@ impl Config {
     }
 
     fn message(&self, alert: &Alert) -> Message {
+        let mut subject = self.subject.render(alert, Mode::Subject);
+        if is_resolution(&alert.labels) {
+            // Mail filters and threads sort on it, whatever the template.
+            subject.insert_str(0, "[RESOLVED] ");
+        }
         Message {
             to: self.to.clone(),
-            subject: self.subject.render(alert, Mode::Subject),
+            subject,
             text: self.text.render(alert, Mode::Text),
             html: self.html.as_ref().map(|h| h.render(alert, Mode::Html)),
         }

@@ -112,7 +112,8 @@ impl JsonChannel for PagerDuty {
         );
         let body = json!({
             "routing_key": self.routing_key,
-            "event_action": "trigger",
+            // A resolution closes the incident its alert opened (same key).
+            "event_action": if alert.resolved() { "resolve" } else { "trigger" },
             "dedup_key": truncate_bytes(&format!("{}/{}", alert.rule, alert.key), DEDUP_KEY_BYTES),
             "client": "tocsin",
             "payload": payload,

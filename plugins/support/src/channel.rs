@@ -78,6 +78,12 @@ pub struct Notice {
     pub labels: Vec<(String, String)>,
 }
 
+/// Whether `labels` mark a resolution (`status` = `resolved`); for plugins
+/// that render the WIT `alert` record without a [`Notice`].
+pub fn is_resolution(labels: &[(String, String)]) -> bool {
+    labels.iter().any(|(k, v)| k == "status" && v == "resolved")
+}
+
 /// A Markdown dialect: what differs between the chat tools that take
 /// Markdown (DingTalk, WeCom, Feishu cards, Teams).
 #[derive(Clone, Copy, Debug)]
@@ -104,14 +110,35 @@ impl Markdown {
 
 impl Notice {
     /// `🚨 [CRITICAL] DEVICE_START_FAILED x3 on device-service`: what a
-    /// notification preview or a card title shows.
+    /// notification preview or a card title shows; a resolution reads
+    /// `✅ [RESOLVED] DEVICE_START_FAILED on device-service resolved`.
     pub fn headline(&self) -> String {
+        if self.resolved() {
+            return format!("✅ [RESOLVED] {}", self.title);
+        }
         format!(
             "{} [{}] {}",
             self.severity.emoji(),
             self.severity.name().to_ascii_uppercase(),
             self.title
         )
+    }
+
+    /// Whether the alert is a resolution: the host marks one with the
+    /// label `status` = `resolved` (a resolved Prometheus or Alertmanager
+    /// alert, see the WIT `alert` record).
+    pub fn resolved(&self) -> bool {
+        is_resolution(&self.labels)
+    }
+
+    /// `"resolved"` for a resolution, `"alert"` otherwise: the `type` of
+    /// the JSON messages tocsin's channels send.
+    pub fn kind(&self) -> &'static str {
+        if self.resolved() {
+            "resolved"
+        } else {
+            "alert"
+        }
     }
 
     /// The value of label `name` (`service`, `error-code`...), if present
@@ -374,6 +401,16 @@ mod tests {
         );
         assert_eq!(n.label("service"), Some("device-service"));
         assert_eq!(n.label("user-id"), None);
+        assert!(!n.resolved());
+        assert_eq!(n.kind(), "alert");
+        let mut r = Notice::example();
+        r.title = "DEVICE_START_FAILED on device-service resolved".into();
+        r.labels.push(("status".into(), "resolved".into()));
+        assert_eq!(r.kind(), "resolved");
+        assert_eq!(
+            r.headline(),
+            "✅ [RESOLVED] DEVICE_START_FAILED on device-service resolved"
+        );
         assert_eq!(n.labels_json()["error-code"], "DEVICE_START_FAILED");
         assert_eq!(
             n.facts()[2],

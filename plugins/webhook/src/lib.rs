@@ -12,7 +12,8 @@
 //! grants = { http = ["hooks.example.com"] }
 //! ```
 //!
-//! Body: the WebSocket message shape plus `"version": "1"`, sent with
+//! Body: the WebSocket message shape plus `"version": "1"` and `"status"`
+//! (`firing`, or `resolved` for a resolution, like Alertmanager), sent with
 //! `content-type: application/json` unless `headers` sets another.
 
 wit_bindgen::generate!({
@@ -47,7 +48,8 @@ fn is_token(text: &str) -> bool {
 fn body(alert: &Notice) -> Value {
     json!({
         "version": "1",
-        "type": "alert",
+        "type": alert.kind(),
+        "status": if alert.resolved() { "resolved" } else { "firing" },
         "rule": alert.rule,
         "key": alert.key,
         "count": alert.count,

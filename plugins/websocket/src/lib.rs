@@ -6,8 +6,12 @@
 //! ```json
 //! {"type":"alert","rule":"device-start","key":"DEVICE_START_FAILED|device-service",
 //!  "count":3,"severity":"high","title":"...","summary":"...","samples":["..."],
-//!  "labels":{"error-code":"...","service":"..."},"firstSeen":1714566896789,"lastSeen":1714566900000}
+//!  "labels":{"error-code":"...","service":"..."},"firstSeen":1714566896789,"lastSeen":1714566900000,
+//!  "status":"firing"}
 //! ```
+//!
+//! A resolution (a resolved Prometheus or Alertmanager alert) has
+//! `"type":"resolved"` and `"status":"resolved"`.
 //!
 //! ```toml
 //! [[rules.device-start.channels]]
@@ -23,6 +27,7 @@ wit_bindgen::generate!({
 use serde_json::{json, Map, Value};
 use tocsin::plugin::types::Severity;
 use tocsin::plugin::websocket::broadcast;
+use tocsin_plugin_support::channel::is_resolution;
 use tocsin_plugin_support::{Registry, Table};
 
 thread_local! {
@@ -64,8 +69,10 @@ fn message(alert: &Alert, include_samples: bool) -> Value {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let samples: &[String] = if include_samples { &alert.samples } else { &[] };
+    let resolved = is_resolution(&alert.labels);
     json!({
-        "type": "alert",
+        "type": if resolved { "resolved" } else { "alert" },
+        "status": if resolved { "resolved" } else { "firing" },
         "rule": alert.rule,
         "key": alert.key,
         "count": alert.count,
