@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The type of a configuration key's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,7 +320,7 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// `[http]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
@@ -339,7 +339,7 @@ impl Default for HttpConfig {
 /// `[ingest]`: who may post events, and how Sentry events are coded. The
 /// body size limit is `[http] max_body_bytes`, applied after decompression
 /// too.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Bearer token for `POST /v1/events`; empty accepts anyone.
@@ -381,7 +381,7 @@ impl std::fmt::Debug for IngestConfig {
 }
 
 /// `[engine]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     pub rules: PathBuf,
@@ -411,7 +411,7 @@ impl Default for EngineConfig {
 }
 
 /// `[sandbox]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     pub call_timeout_ms: u64,
@@ -428,7 +428,7 @@ impl Default for SandboxConfig {
 }
 
 /// `[amqp]`
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
     pub url: String,
@@ -468,7 +468,7 @@ impl std::fmt::Debug for AmqpConfig {
 }
 
 /// `[redis]`
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     pub url: String,
@@ -519,7 +519,7 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 /// `[delivery]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     pub attempts: u32,
@@ -553,7 +553,7 @@ impl DeliveryConfig {
 }
 
 /// `[smtp]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     pub host: String,
@@ -580,7 +580,7 @@ impl Default for SmtpConfig {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub http: HttpConfig,
@@ -766,5 +766,49 @@ mod tests {
             })
             .collect();
         Config::load(None, env).expect("every documented key deserializes");
+    }
+    /// The key table (help, environment, docs) and the `Default` impls
+    /// (what runs) are two writings of each default: they must agree, and
+    /// every field must have its key.
+    #[test]
+    fn key_table_defaults_are_the_defaults_that_run() {
+        let defaults = toml::Value::try_from(Config::default()).expect("serializes");
+        let mut fields = std::collections::BTreeSet::new();
+        if let Some(sections) = defaults.as_table() {
+            for (section, table) in sections {
+                for key in table.as_table().map(|t| t.keys()).into_iter().flatten() {
+                    fields.insert(format!("{section}.{key}"));
+                }
+            }
+        }
+        let keys: std::collections::BTreeSet<String> = KEYS
+            .iter()
+            .map(|k| format!("{}.{}", k.section, k.key))
+            .collect();
+        let missing: Vec<&String> = fields.difference(&keys).collect();
+        assert!(missing.is_empty(), "fields without a key: {missing:?}");
+        for k in KEYS {
+            // An optional setting unset by default does not serialize.
+            let shown = match defaults[k.section].get(k.key) {
+                None => String::new(),
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Some(other) => other.to_string(),
+            };
+            // `<data>/cache`: derived from another setting when unset.
+            if k.default.starts_with('<') {
+                assert_eq!(shown, "", "[{}] {}: derived, so unset", k.section, k.key);
+                continue;
+            }
+            assert_eq!(
+                shown, k.default,
+                "[{}] {}: the key table says {:?}, Default says {:?}",
+                k.section, k.key, k.default, shown
+            );
+        }
     }
 }
