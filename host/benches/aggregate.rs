@@ -13,7 +13,15 @@ use ::tocsin::event::{Event, Severity};
 use ::tocsin::plugin::bindings::{Alert, ErrorEvent};
 use ::tocsin::plugin::instance::{BindingConfig, PluginUse};
 use ::tocsin::plugin::{HostSettings, Instances, Runtime, SandboxLimits};
-use ::tocsin::state::{scoped_key, EmbeddedState, StateStore};
+use ::tocsin::state::{scoped_key, EmbeddedState, StateOps, StateStore, StateView};
+use futures::FutureExt;
+
+/// The embedded store's operations complete at once (its futures are
+/// ready), so the native logic calls them synchronously, as the guest does.
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    f.now_or_never()
+        .expect("embedded state operations are synchronous")
+}
 
 /// The guest bindings' module path, mapped onto the host's identical types,
 /// so the plugin's logic module compiles natively unchanged.
@@ -83,13 +91,13 @@ impl logic::State for NativeState<'_> {
         window_ms: u64,
         threshold: u64,
     ) -> tocsin::plugin::state::WindowHit {
-        let h = self.store.window_add(
+        let h = ready(self.store.window_add(
             &scoped_key(self.rule, key),
             delta,
             now,
             window_ms,
             threshold,
-        );
+        ));
         tocsin::plugin::state::WindowHit {
             before: h.before,
             fires: h.fires,
@@ -98,22 +106,24 @@ impl logic::State for NativeState<'_> {
         }
     }
     fn set_if_absent(&mut self, key: &str, value: &str, ttl_ms: Option<u64>) -> bool {
-        self.store
-            .set(&scoped_key(self.rule, key), value.to_string(), ttl_ms, true)
+        ready(
+            self.store
+                .set_if_absent(&scoped_key(self.rule, key), value.to_string(), ttl_ms),
+        )
     }
     fn delete(&mut self, key: &str) {
-        self.store.delete(&scoped_key(self.rule, key))
+        ready(self.store.delete(&scoped_key(self.rule, key)))
     }
     fn list_push(&mut self, key: &str, value: &str, max_len: u32, ttl_ms: Option<u64>) -> u32 {
-        self.store.list_push(
+        ready(self.store.list_push(
             &scoped_key(self.rule, key),
             value.to_string(),
             max_len,
             ttl_ms,
-        )
+        ))
     }
     fn list_take(&mut self, key: &str) -> Vec<String> {
-        self.store.list_take(&scoped_key(self.rule, key))
+        ready(self.store.list_take(&scoped_key(self.rule, key)))
     }
     fn debug(&mut self, _message: &str) {}
 }
@@ -164,6 +174,7 @@ async fn run_wasm(
         generation: 1,
     };
     let mut instances = Instances::new(rt.clone());
+    let view = StateView::Direct(rt.state().clone());
     let rule: Arc<str> = Arc::from("bench");
     // Warm up: instantiate, configure, fault in memory.
     // (under another rule, so its state does not change the counts).
@@ -173,7 +184,7 @@ async fn run_wasm(
             "bench",
             Arc::from("warm-up"),
             &events[..batch.min(events.len())],
-            None,
+            view.clone(),
         )
         .await?;
     let mut best = 0f64;
@@ -182,7 +193,7 @@ async fn run_wasm(
         let started = Instant::now();
         for chunk in events.chunks(batch) {
             alerts += instances
-                .aggregate(u, "bench", rule.clone(), chunk, None)
+                .aggregate(u, "bench", rule.clone(), chunk, view.clone())
                 .await?
                 .len();
         }

@@ -5,7 +5,7 @@
 //! its data directory). If an instance dies, its data directory may never
 //! come back, so every batch also writes its deliveries into a Redis hash
 //! owned by the instance (`<prefix>\x1eoutbox\x1f<instance>`), in the same
-//! atomic commit as its counters ([`crate::state::txn`]). An entry leaves
+//! atomic commit as its counters ([`crate::state::redis::txn`]). An entry leaves
 //! the hash when its delivery is settled (delivered or dead). Each instance
 //! refreshes a heartbeat key every second (it lives `[redis]
 //! heartbeat_ttl_ms`, 15 s by default, so a busy machine's late heartbeat
@@ -43,18 +43,7 @@ const SWEEP_EVERY_TICKS: u64 = 30;
 /// (KEYS[3]) if the dead instance's heartbeat (KEYS[1]) is still absent,
 /// drops it from the members (KEYS[5], ARGV[1]), and notes what was taken
 /// (KEYS[4], a week) for the dead instance to retire should it come back.
-const TAKE_OVER: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
-redis.call('SREM', KEYS[5], ARGV[1])
-local all = redis.call('HGETALL', KEYS[2])
-for i = 1, #all, 2 do
-  redis.call('HSET', KEYS[3], all[i], all[i + 1])
-  redis.call('SADD', KEYS[4], all[i])
-end
-if #all > 0 then redis.call('PEXPIRE', KEYS[4], 604800000) end
-redis.call('DEL', KEYS[2])
-return all
-"#;
+const TAKE_OVER: &str = include_str!("lua/take-over.lua");
 
 /// One shared-outbox entry: a delivery with its notification, or a
 /// notification that has no delivery (kept until recorded locally).
@@ -82,11 +71,7 @@ const MEMBERS: &str = "\u{1e}instances";
 /// Refreshes this instance's heartbeat (KEYS[1], ARGV[2] ms) and its
 /// membership (KEYS[2], ARGV[1]) together, so an instance dropped from the
 /// members while it could not reach Redis joins again.
-const HEARTBEAT: &str = r#"
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-return 1
-"#;
+const HEARTBEAT: &str = include_str!("lua/heartbeat.lua");
 
 /// Hash fields of a batch's outgoing work: `d:<delivery>` and
 /// `n:<notification>` (notifications without deliveries).

@@ -541,17 +541,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-impl DeliveryConfig {
-    /// The default retry policy of channels.
-    pub fn retry(&self) -> crate::deliver::RetryPolicy {
-        crate::deliver::RetryPolicy {
-            attempts: self.attempts.max(1),
-            base_ms: self.base_ms,
-            cap_ms: self.cap_ms.max(self.base_ms),
-        }
-    }
-}
-
 /// `[smtp]`
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -616,7 +605,7 @@ impl Config {
                 })?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
                     path: path.display().to_string(),
-                    reason: crate::catalog::rule::one_line_error(&text, &e),
+                    reason: one_line_error(&text, &e),
                 })?
             }
             None => toml::Table::new(),
@@ -701,6 +690,21 @@ impl Config {
         }
         out.push_str("  TOCSIN_LOG sets the log filter (e.g. info, tocsin=debug).\n");
         out
+    }
+}
+
+/// Renders a TOML error on one line: `line L, column C: message`, so it
+/// reads well in logs, `tocsin check` and the status API.
+pub fn one_line_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 

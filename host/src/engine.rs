@@ -1,6 +1,5 @@
 //! Wiring: builds every part from a [`Config`] and starts them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ pub struct Engine {
 /// Builds the runtime and catalog and runs a first load, without starting
 /// workers or the watcher: what `tocsin check` needs.
 pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, ReloadReport)> {
-    crate::api::metrics::install();
+    crate::telemetry::install();
     let data = &config.engine.data;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
@@ -96,7 +95,7 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
         config.engine.plugins.clone(),
         config.engine.rules.clone(),
     )
-    .with_default_retry(config.delivery.retry());
+    .with_default_retry(crate::deliver::RetryPolicy::from(&config.delivery));
     let report = catalog.reload().await;
     Ok((runtime, catalog, report))
 }
@@ -191,20 +190,6 @@ impl Engine {
             _watcher: Arc::new(Some(watcher)),
         })
     }
-
-    /// Serves the HTTP API on `listener` until `shutdown` resolves.
-    pub async fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let addr: SocketAddr = listener.local_addr()?;
-        tracing::info!(%addr, "tocsin listening");
-        axum::serve(listener, crate::api::router(self))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server")
-    }
 }
 
 /// Hourly: forget notification history and finished deliveries older than
@@ -230,7 +215,7 @@ async fn replay_intents(state: &StateStore, outbox: &Outbox) -> anyhow::Result<(
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(key = %key.escape_debug(), error = %e, "unreadable outbox intent dropped");
-                state.delete(key).await;
+                state.drop_intent(key).await;
                 continue;
             }
         };
@@ -238,7 +223,7 @@ async fn replay_intents(state: &StateStore, outbox: &Outbox) -> anyhow::Result<(
             .enqueue(out.notifications, out.deliveries)
             .await
             .context("replaying an outbox intent")?;
-        state.delete(key).await;
+        state.drop_intent(key).await;
     }
     if !intents.is_empty() {
         tracing::info!(

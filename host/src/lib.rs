@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 pub mod trace;
 
 pub use engine::Engine;

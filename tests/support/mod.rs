@@ -427,6 +427,46 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     sum
 }
 
+/// How far a long wait has come: whether it is done, a figure that moves
+/// while work is being done, and a description for the failure message.
+pub struct Progress {
+    pub done: bool,
+    pub figure: f64,
+    pub state: String,
+}
+
+/// Polls `check` until it reports done; fails with `what` only when its
+/// figure stopped moving for `stall`. For waits whose length depends on
+/// the machine's load (rule: correct on a busy machine): a slow machine
+/// makes them longer, a stuck engine still fails.
+pub async fn wait_progressing<F, Fut>(what: &str, stall: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Progress>>,
+{
+    let mut last: Option<f64> = None;
+    let mut moved_at = Instant::now();
+    loop {
+        let state = match check().await {
+            Ok(p) if p.done => return Ok(()),
+            Ok(p) => {
+                if last != Some(p.figure) {
+                    last = Some(p.figure);
+                    moved_at = Instant::now();
+                }
+                p.state
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        if moved_at.elapsed() > stall {
+            return Err(anyhow!(
+                "nothing moved for {stall:?} while waiting for {what}; last: {state}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `check` until it returns true; fails with `what` after `within`.
 pub async fn wait_for<F, Fut>(what: &str, within: Duration, mut check: F) -> Result<()>
 where

@@ -1,7 +1,7 @@
-//! The HTTP API: event intake, the live WebSocket, status and metrics.
+//! The HTTP API: the live WebSocket, status, history and metrics, with
+//! the event sources' routes ([`crate::source::router`]) merged in.
 
 pub mod deliveries;
-pub mod events;
 pub mod metrics;
 pub mod status;
 pub mod ws;
@@ -16,22 +16,9 @@ use crate::source;
 /// All routes of the API.
 pub fn router(engine: Engine) -> Router {
     let limit = engine.config.http.max_body_bytes;
-    metrics::install();
-    source::init();
+    crate::telemetry::install();
+    let ingest = source::Ingest::new(engine.pipeline.clone(), engine.config.ingest.clone(), limit);
     Router::new()
-        .route("/v1/events", post(events::post_events))
-        // Other tools' protocols (crate::source): Alertmanager v2 API and
-        // webhook, Sentry SDK envelopes and events.
-        .route("/api/v2/alerts", post(source::alertmanager::post_alerts))
-        .route("/api/v2/status", get(source::alertmanager::status))
-        .route(
-            "/v1/ingest/alertmanager",
-            post(source::alertmanager::post_webhook),
-        )
-        .route("/api/{project}/envelope/", post(source::sentry::envelope))
-        .route("/api/{project}/envelope", post(source::sentry::envelope))
-        .route("/api/{project}/store/", post(source::sentry::store))
-        .route("/api/{project}/store", post(source::sentry::store))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/plugins", get(status::plugins))
         .route("/v1/channels", get(deliveries::channels))
@@ -44,6 +31,22 @@ pub fn router(engine: Engine) -> Router {
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(metrics::render))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(engine)
+        .merge(source::router(ingest))
+        .layer(DefaultBodyLimit::max(limit))
+}
+
+/// Serves the API of `engine` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "tocsin listening");
+    axum::serve(listener, router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")
 }

@@ -203,22 +203,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Parses a rule file's text; the error names the line and column.
 pub fn parse(text: &str) -> Result<RuleSpec, String> {
-    toml::from_str::<RuleSpec>(text).map_err(|e| one_line_error(text, &e))
-}
-
-/// Renders a TOML error on one line: `line L, column C: message`, so it
-/// reads well in logs, `tocsin check` and the status API.
-pub fn one_line_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim().replace('\n', "; ");
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message,
-    }
+    toml::from_str::<RuleSpec>(text).map_err(|e| crate::config::one_line_error(text, &e))
 }
 
 #[cfg(test)]

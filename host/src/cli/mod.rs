@@ -104,7 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     let state = engine.state.clone();
-    engine.serve(listener, shutdown).await?;
+    crate::api::serve(engine, listener, shutdown).await?;
     state.sync().await.context("flushing state")?;
     Ok(())
 }

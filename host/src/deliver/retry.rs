@@ -22,6 +22,18 @@ pub struct RetryPolicy {
     pub cap_ms: u64,
 }
 
+impl From<&crate::config::DeliveryConfig> for RetryPolicy {
+    /// `[delivery] attempts/base_ms/cap_ms`: the policy of channels whose
+    /// rule sets none.
+    fn from(c: &crate::config::DeliveryConfig) -> Self {
+        Self {
+            attempts: c.attempts.max(1),
+            base_ms: c.base_ms,
+            cap_ms: c.cap_ms.max(c.base_ms),
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {

@@ -36,14 +36,20 @@ pub async fn run(
     g: &Generation,
     rule: &ActiveRule,
     events: &[ErrorEvent],
-    txn: Option<std::sync::Arc<crate::state::Txn>>,
+    view: &crate::state::StateView,
 ) -> Result<Vec<Alert>, CallError> {
     let Some(u) = g.plugin_use(&rule.aggregate.plugin) else {
         return Ok(Vec::new());
     };
     let started = Instant::now();
     let result = instances
-        .aggregate(u, &rule.aggregate.binding, rule.name.clone(), events, txn)
+        .aggregate(
+            u,
+            &rule.aggregate.binding,
+            rule.name.clone(),
+            events,
+            view.clone(),
+        )
         .await;
     observe(&rule.aggregate.plugin, "aggregate", started, &result);
     match result {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
 use crate::plugin::bindings::ErrorEvent;
-use crate::state::{seen_key, StateView};
+use crate::state::{seen_key, StateOps, StateView};
 
 /// The events one rule takes from a batch.
 pub struct Matched {

@@ -22,7 +22,7 @@
 //! intent into the outbox, so an alert is never lost and never doubled.
 //!
 //! With shared state (Redis), a batch runs inside a transaction instead
-//! ([`crate::state::txn`]): its state changes, dedup marks and outbox
+//! ([`crate::state::redis::txn`]): its state changes, dedup marks and outbox
 //! entries are committed by one atomic Redis call, the commit point; a
 //! batch that loses its locks is redone, so its live WebSocket frames go
 //! out only after the commit point. On local state a batch runs once and
@@ -46,7 +46,7 @@ use crate::deliver::{Deliverer, NotificationRow, Outgoing};
 use crate::event::{Event, Severity};
 use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
-use crate::state::{StateStore, StateView, Txn};
+use crate::state::{StateOps, StateStore, StateView, Txn};
 use crate::trace::{Step, Traces};
 
 /// Largest batch a worker takes at once (a larger job runs alone).
@@ -378,9 +378,7 @@ impl Worker {
                     Some(t) => Some(t.checkpoint().await),
                     None => None,
                 };
-                match aggregate::run(&mut self.instances, g, &rule, &matched.events, txn.clone())
-                    .await
-                {
+                match aggregate::run(&mut self.instances, g, &rule, &matched.events, state).await {
                     Ok(alerts) => {
                         for ev in &matched.events {
                             steps.push((
@@ -507,7 +505,7 @@ enum Retry {
 }
 
 /// Commits a batch's shared-state transaction together with its outbox
-/// entries (see [`crate::state::txn`] and [`crate::cluster`]), then records
+/// entries (see [`crate::state::redis::txn`] and [`crate::cluster`]), then records
 /// the batch in the local outbox.
 async fn commit_shared(
     txn: &Txn,
@@ -572,7 +570,7 @@ async fn make_durable(
         .commit(out)
         .await
         .map_err(|e| Retry::Failed(e.to_string()))?;
-    state.delete(&key).await;
+    state.drop_intent(&key).await;
     Ok(())
 }
 

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::{commit_shared, Retry, Worker, COMMIT_ATTEMPTS};
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
-use crate::state::{journal_key, RedisState, StateStore, StateView};
+use crate::state::{journal_key, RedisState, StateOps, StateStore, StateView};
 
 /// How long a replay budget outlives its reconciliation (it is deleted at
 /// the end; this only bounds a leftover).
@@ -134,7 +134,7 @@ async fn run(
             Ok(e) => entries.push((key, e)),
             Err(e) => {
                 tracing::error!(key, error = %e, "unreadable journal entry; dropped");
-                redis.local().delete(&key);
+                redis.local().delete(&key).await;
             }
         }
     }
@@ -177,7 +177,7 @@ async fn run(
                 .replay_rule(g, redis, rule, &replayed, &budget)
                 .await?;
         }
-        redis.local().delete(key);
+        redis.local().delete(key).await;
     }
     redis.local().sync().await.map_err(|e| e.to_string())?;
     for rule in touched {
@@ -241,7 +241,7 @@ impl Worker {
                 tracing::warn!(rule = %rule.name, failed = batch.result.failed.len(), "the plugin failed on replayed events; they stay counted only where they were counted during the outage");
             }
             let text = serde_json::to_string(&budget).map_err(|e| e.to_string())?;
-            txn.set(&key, text, Some(BUDGET_TTL_MS), false).await;
+            txn.set(&key, text, Some(BUDGET_TTL_MS)).await;
             let frames = std::mem::take(&mut batch.out.frames);
             let fired = batch.out.notifications.len() as u64;
             match commit_shared(&txn, &self.state, &self.deliverer, batch.out).await {

@@ -240,17 +240,17 @@ impl Instances {
         binding: &str,
         rule: Arc<str>,
         events: &[ErrorEvent],
-        txn: Option<Arc<crate::state::Txn>>,
+        view: crate::state::StateView,
     ) -> Result<Vec<Alert>, CallError> {
         let live = self.live(u).await?;
         begin(&mut live.store, rule, Arc::default());
-        live.store.data_mut().scope.txn = txn;
+        live.store.data_mut().scope.view = Some(view);
         let result = match &live.bound {
             Bound::Aggregator(p) => p.call_aggregate(&mut live.store, binding, events).await,
             _ => Ok(Err(format!("`{}` is not an aggregator", u.plugin.name))),
         };
         // The instance outlives the batch; its transaction must not.
-        live.store.data_mut().scope.txn = None;
+        live.store.data_mut().scope.view = None;
         self.finish(&u.plugin.hash, &u.plugin.name, result)
     }
 

@@ -48,8 +48,7 @@ use axum::Json;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
-use super::{auth, body};
-use crate::engine::Engine;
+use super::{auth, Ingest};
 use crate::event::{now_ms, parse_event, Event, FieldError, Severity};
 
 const SOURCE: &str = "alertmanager";
@@ -64,8 +63,8 @@ const RESOLVED_TTL_MS: i64 = 3600 * 1000;
 const SEEN_CAP: usize = 200_000;
 
 /// `POST /api/v2/alerts`.
-pub async fn post_alerts(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
-    let value = match read_json(&engine, &headers, body).await {
+pub async fn post_alerts(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    let value = match read_json(&ingest, &headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -91,7 +90,7 @@ pub async fn post_alerts(State(engine): State<Engine>, headers: HeaderMap, body:
             Err(mut e) => errors.append(&mut e),
         }
     }
-    let outcome = match ingest(&engine, parsed).await {
+    let outcome = match submit(&ingest, parsed).await {
         Ok(o) => o,
         Err(r) => return r,
     };
@@ -104,11 +103,11 @@ pub async fn post_alerts(State(engine): State<Engine>, headers: HeaderMap, body:
 
 /// `POST /v1/ingest/alertmanager`: an Alertmanager webhook notification.
 pub async fn post_webhook(
-    State(engine): State<Engine>,
+    State(ingest): State<Ingest>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let value = match read_json(&engine, &headers, body).await {
+    let value = match read_json(&ingest, &headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -165,7 +164,7 @@ pub async fn post_webhook(
             Err(mut e) => errors.append(&mut e),
         }
     }
-    let outcome = match ingest(&engine, parsed).await {
+    let outcome = match submit(&ingest, parsed).await {
         Ok(o) => o,
         Err(r) => return r,
     };
@@ -181,9 +180,8 @@ pub async fn post_webhook(
 }
 
 /// `GET /api/v2/status`: Alertmanager's `alertmanagerStatus`.
-pub async fn status(State(engine): State<Engine>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth::require_bearer(&headers, &engine.config.ingest.alertmanager_token, SOURCE)
-    {
+pub async fn status(State(ingest): State<Ingest>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth::require_bearer(&headers, &ingest.config().alertmanager_token, SOURCE) {
         return r.into_response();
     }
     let uptime = super::started()
@@ -206,10 +204,10 @@ pub async fn status(State(engine): State<Engine>, headers: HeaderMap) -> Respons
 }
 
 /// Authenticates, reads and parses the body as JSON.
-async fn read_json(engine: &Engine, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
-    auth::require_bearer(headers, &engine.config.ingest.alertmanager_token, SOURCE)
+async fn read_json(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
+    auth::require_bearer(headers, &ingest.config().alertmanager_token, SOURCE)
         .map_err(IntoResponse::into_response)?;
-    let bytes = body::read(headers, body, engine.config.http.max_body_bytes, SOURCE).await?;
+    let bytes = ingest.read_body(headers, body, SOURCE).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         super::invalid(
             SOURCE,
@@ -486,7 +484,7 @@ impl Outcome {
 
 /// Drops alerts already seen and submits the new firing and resolved
 /// alerts, in order.
-async fn ingest(engine: &Engine, parsed: Vec<Parsed>) -> Result<Outcome, Response> {
+async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Response> {
     let now = now_ms();
     let mut outcome = Outcome::default();
     let mut events = Vec::new();
@@ -516,7 +514,7 @@ async fn ingest(engine: &Engine, parsed: Vec<Parsed>) -> Result<Outcome, Respons
         metrics::counter!("tocsin_resolutions_total", "source" => SOURCE)
             .increment(outcome.resolutions as u64);
     }
-    super::submit(engine, SOURCE, events).await?;
+    ingest.submit(SOURCE, events).await?;
     Ok(outcome)
 }
 

@@ -1,6 +1,8 @@
-//! Event sources. Seed-format HTTP intake lives in [`crate::api::events`];
-//! the receivers speaking other tools' protocols live here, one module each:
+//! Event sources, one module each. An HTTP source gets an [`Ingest`]
+//! handle (submit, settings, body limit), never the engine; [`router`]
+//! mounts them all.
 //!
+//! - [`http`]: the seed's format (`POST /v1/events`).
 //! - [`amqp`]: the RabbitMQ consumer (at least once, dedup on redelivery,
 //!   bounded retries, dead letters, reconnects).
 //! - [`alertmanager`]: Alertmanager's v2 API (`POST /api/v2/alerts`,
@@ -20,17 +22,38 @@ pub mod alertmanager;
 pub mod amqp;
 pub mod auth;
 pub mod body;
+pub mod http;
+pub mod ingest;
 pub mod sentry;
+
+pub use ingest::Ingest;
 
 use std::sync::OnceLock;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde_json::json;
 
-use crate::engine::Engine;
-use crate::event::{Event, FieldError};
+use crate::event::FieldError;
+
+/// The routes of every HTTP source, on `ingest`.
+pub fn router(ingest: Ingest) -> Router {
+    init();
+    Router::new()
+        .route("/v1/events", post(http::post_events))
+        // Other tools' protocols: Alertmanager v2 API and webhook, Sentry
+        // SDK envelopes and events.
+        .route("/api/v2/alerts", post(alertmanager::post_alerts))
+        .route("/api/v2/status", get(alertmanager::status))
+        .route("/v1/ingest/alertmanager", post(alertmanager::post_webhook))
+        .route("/api/{project}/envelope/", post(sentry::envelope))
+        .route("/api/{project}/envelope", post(sentry::envelope))
+        .route("/api/{project}/store/", post(sentry::store))
+        .route("/api/{project}/store", post(sentry::store))
+        .with_state(ingest)
+}
 
 static STARTED: OnceLock<time::OffsetDateTime> = OnceLock::new();
 
@@ -68,27 +91,6 @@ pub fn invalid(
         Json(json!({ "error": summary, "accepted": accepted, "errors": errors })),
     )
         .into_response()
-}
-
-/// Queues `events` and counts the errors among them as received from
-/// `source` (resolutions have their own `tocsin_resolutions_total`); on
-/// failure (the engine is shutting down) the `503` to answer.
-pub async fn submit(
-    engine: &Engine,
-    source: &'static str,
-    events: Vec<Event>,
-) -> Result<(), Response> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let n = events.iter().filter(|e| !e.resolved).count() as u64;
-    match engine.pipeline.submit(events).await {
-        Ok(()) => {
-            metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
-            Ok(())
-        }
-        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-    }
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the

@@ -36,9 +36,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::{auth, body};
+use super::{auth, Ingest};
 use crate::config::IngestConfig;
-use crate::engine::Engine;
 use crate::event::{now_ms, parse_event, Event, FieldError, Severity};
 
 const SOURCE: &str = "sentry";
@@ -71,20 +70,20 @@ const KNOWN_TYPES: &[&str] = &[
 
 /// `POST /api/{project}/envelope/`.
 pub async fn envelope(
-    State(engine): State<Engine>,
+    State(ingest): State<Ingest>,
     Path(project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cfg = &engine.config.ingest;
+    let cfg = ingest.config();
     let key = auth::sentry_key(&headers, &query);
     if key.is_some() {
         if let Err(r) = auth::require_sentry_key(&cfg.sentry_keys, key.as_deref(), SOURCE) {
             return r.into_response();
         }
     }
-    let bytes = match body::read(&headers, body, engine.config.http.max_body_bytes, SOURCE).await {
+    let bytes = match ingest.read_body(&headers, body, SOURCE).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -141,7 +140,7 @@ pub async fn envelope(
     if !errors.is_empty() {
         return super::invalid(SOURCE, "envelope", 0, &errors);
     }
-    if let Err(r) = super::submit(&engine, SOURCE, events).await {
+    if let Err(r) = ingest.submit(SOURCE, events).await {
         return r;
     }
     match header_id.map(str::to_string).or(first_id) {
@@ -152,18 +151,18 @@ pub async fn envelope(
 
 /// `POST /api/{project}/store/`: one event as JSON (older SDKs).
 pub async fn store(
-    State(engine): State<Engine>,
+    State(ingest): State<Ingest>,
     Path(project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cfg = &engine.config.ingest;
+    let cfg = ingest.config();
     let key = auth::sentry_key(&headers, &query);
     if let Err(r) = auth::require_sentry_key(&cfg.sentry_keys, key.as_deref(), SOURCE) {
         return r.into_response();
     }
-    let bytes = match body::read(&headers, body, engine.config.http.max_body_bytes, SOURCE).await {
+    let bytes = match ingest.read_body(&headers, body, SOURCE).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -184,7 +183,7 @@ pub async fn store(
     };
     let ctx = Ctx::new(cfg, &project);
     match map_event(0, &value, &ctx, None, now_ms()) {
-        Ok((event, id)) => match super::submit(&engine, SOURCE, vec![event]).await {
+        Ok((event, id)) => match ingest.submit(SOURCE, vec![event]).await {
             Ok(()) => Json(json!({ "id": id })).into_response(),
             Err(r) => r,
         },

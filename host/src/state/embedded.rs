@@ -21,8 +21,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::ops::{self, Entry, Value};
-use super::{StateError, WindowHit};
+use super::ops::{Entry, StateOps, Value};
+use super::StateError;
 use crate::event::now_ms;
 
 const SNAPSHOT: &str = "state.snapshot";
@@ -36,6 +36,14 @@ const COMMIT_EVERY: Duration = Duration::from_millis(2);
 enum Record {
     Put(String, Entry),
     Del(String),
+}
+
+/// [`Record`] by reference, for writing without cloning (bincode encodes
+/// both the same way).
+#[derive(Serialize)]
+enum RecordRef<'a> {
+    Put(&'a str, &'a Entry),
+    Del(&'a str),
 }
 
 struct Inner {
@@ -104,86 +112,47 @@ impl EmbeddedState {
         })
     }
 
-    fn log_put(inner: &mut Inner, key: &str, entry: &Entry) {
-        encode(
-            &mut inner.pending,
-            &Record::Put(key.to_string(), entry.clone()),
-        );
-        inner.seq += 1;
-    }
-
     fn log_del(inner: &mut Inner, key: &str) {
-        encode(&mut inner.pending, &Record::Del(key.to_string()));
+        encode(&mut inner.pending, &RecordRef::Del(key));
         inner.seq += 1;
     }
 
-    /// Runs `op` on the entry under `key` and logs the change when `op`
-    /// says it changed something.
-    fn update<R>(&self, key: &str, op: impl FnOnce(&mut Option<Entry>) -> (R, bool)) -> R {
+    /// Runs `op` on the entry under `key` (see [`StateOps::update`]) and
+    /// logs the change when `op` says it changed something. Synchronous:
+    /// the map is in memory.
+    pub fn apply<R>(&self, key: &str, op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool)) -> R {
+        let host_now = now_ms();
         let mut inner = self.inner.lock();
-        let mut slot = inner.map.remove(key);
-        let existed = slot.is_some();
-        let (out, changed) = op(&mut slot);
-        match slot {
-            Some(entry) => {
-                if changed {
-                    Self::log_put(&mut inner, key, &entry);
+        let inner = &mut *inner;
+        if let Some(entry) = inner.map.get_mut(key) {
+            // Moved out and back: no key allocation for an existing entry.
+            let mut slot = Some(std::mem::replace(entry, Entry::EMPTY));
+            let (out, changed) = op(&mut slot, host_now);
+            match slot {
+                Some(new) => {
+                    *entry = new;
+                    if changed {
+                        encode(&mut inner.pending, &RecordRef::Put(key, entry));
+                        inner.seq += 1;
+                    }
                 }
-                inner.map.insert(key.to_string(), entry);
+                None => {
+                    inner.map.remove(key);
+                    Self::log_del(inner, key);
+                }
             }
-            None if existed => Self::log_del(&mut inner, key),
-            None => {}
+            return out;
+        }
+        let mut slot = None;
+        let (out, changed) = op(&mut slot, host_now);
+        if let Some(entry) = slot {
+            if changed {
+                encode(&mut inner.pending, &RecordRef::Put(key, &entry));
+                inner.seq += 1;
+            }
+            inner.map.insert(key.to_string(), entry);
         }
         out
-    }
-
-    /// See the WIT `state.window-add`.
-    pub fn window_add(
-        &self,
-        key: &str,
-        delta: u32,
-        now: i64,
-        window_ms: u64,
-        threshold: u64,
-    ) -> WindowHit {
-        let host_now = now_ms();
-        self.update(key, |slot| {
-            let hit = ops::window_add(slot, delta, now, window_ms, threshold, host_now);
-            (hit, true)
-        })
-    }
-
-    /// See the WIT `state.get`.
-    pub fn get(&self, key: &str) -> Option<String> {
-        ops::get(self.inner.lock().map.get(key), now_ms())
-    }
-
-    /// See the WIT `state.set` and `state.set-if-absent`; returns whether it stored.
-    pub fn set(&self, key: &str, value: String, ttl_ms: Option<u64>, only_if_absent: bool) -> bool {
-        let host_now = now_ms();
-        self.update(key, |slot| {
-            let stored = ops::set(slot, value, ttl_ms, only_if_absent, host_now);
-            (stored, stored)
-        })
-    }
-
-    /// See the WIT `state.delete`.
-    pub fn delete(&self, key: &str) {
-        self.update(key, |slot| (*slot = None, false))
-    }
-
-    /// See the WIT `state.list-push`.
-    pub fn list_push(&self, key: &str, value: String, max_len: u32, ttl_ms: Option<u64>) -> u32 {
-        let host_now = now_ms();
-        self.update(key, |slot| {
-            (ops::list_push(slot, value, max_len, ttl_ms, host_now), true)
-        })
-    }
-
-    /// See the WIT `state.list-take`.
-    pub fn list_take(&self, key: &str) -> Vec<String> {
-        let host_now = now_ms();
-        self.update(key, |slot| (ops::list_take(slot, host_now), false))
     }
 
     /// Every live text value whose key starts with `prefix`.
@@ -236,6 +205,16 @@ impl EmbeddedState {
     }
 }
 
+impl StateOps for EmbeddedState {
+    fn update<R: Send>(
+        &self,
+        key: &str,
+        op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool) + Send,
+    ) -> impl std::future::Future<Output = R> + Send {
+        std::future::ready(self.apply(key, op))
+    }
+}
+
 impl Drop for EmbeddedState {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
@@ -247,7 +226,7 @@ impl Drop for EmbeddedState {
 
 /// Frames a record as `len u32 | crc32 u32 | bincode`, so a torn write at
 /// the tail is detected on replay.
-fn encode(out: &mut Vec<u8>, record: &Record) {
+fn encode(out: &mut Vec<u8>, record: &RecordRef<'_>) {
     let Ok(payload) = bincode::serialize(record) else {
         return;
     };
@@ -392,26 +371,26 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn window_fires_at_threshold_and_resets() {
+    #[tokio::test]
+    async fn window_fires_at_threshold_and_resets() {
         let dir = tempdir("fire");
         let s = EmbeddedState::open(&dir).expect("open");
-        assert_eq!(s.window_add("k", 2, 1000, 60_000, 3).fires, 0);
-        let hit = s.window_add("k", 1, 2000, 60_000, 3);
+        assert_eq!(s.window_add("k", 2, 1000, 60_000, 3).await.fires, 0);
+        let hit = s.window_add("k", 1, 2000, 60_000, 3).await;
         assert_eq!(
             (hit.before, hit.fires, hit.after, hit.window_start),
             (2, 1, 0, 1000)
         );
-        let hit = s.window_add("k", 7, 3000, 60_000, 3);
+        let hit = s.window_add("k", 7, 3000, 60_000, 3).await;
         assert_eq!((hit.before, hit.fires, hit.after), (0, 2, 1));
     }
 
-    #[test]
-    fn expired_window_starts_over() {
+    #[tokio::test]
+    async fn expired_window_starts_over() {
         let dir = tempdir("expire");
         let s = EmbeddedState::open(&dir).expect("open");
-        s.window_add("k", 2, 1000, 500, 3);
-        let hit = s.window_add("k", 1, 1600, 500, 3);
+        s.window_add("k", 2, 1000, 500, 3).await;
+        let hit = s.window_add("k", 1, 1600, 500, 3).await;
         assert_eq!(
             (hit.before, hit.fires, hit.after, hit.window_start),
             (0, 0, 1, 1600)
@@ -423,28 +402,31 @@ mod tests {
         let dir = tempdir("reopen");
         {
             let s = EmbeddedState::open(&dir).expect("open");
-            s.window_add("k", 2, 1000, 600_000, 3);
-            s.set("v", "x".into(), None, false);
-            s.list_push("l", "a".into(), 2, None);
-            s.list_push("l", "b".into(), 2, None);
-            s.list_push("l", "c".into(), 2, None);
+            s.window_add("k", 2, 1000, 600_000, 3).await;
+            s.set("v", "x".into(), None).await;
+            s.list_push("l", "a".into(), 2, None).await;
+            s.list_push("l", "b".into(), 2, None).await;
+            s.list_push("l", "c".into(), 2, None).await;
             s.sync().await.expect("sync");
         }
         let s = EmbeddedState::open(&dir).expect("reopen");
-        assert_eq!(s.window_add("k", 1, 2000, 600_000, 3).fires, 1);
-        assert_eq!(s.get("v").as_deref(), Some("x"));
-        assert_eq!(s.list_take("l"), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(s.window_add("k", 1, 2000, 600_000, 3).await.fires, 1);
+        assert_eq!(s.get("v").await.as_deref(), Some("x"));
+        assert_eq!(
+            s.list_take("l").await,
+            vec!["a".to_string(), "b".to_string()]
+        );
     }
 
-    #[test]
-    fn torn_log_tail_is_ignored() {
+    #[tokio::test]
+    async fn torn_log_tail_is_ignored() {
         let dir = tempdir("torn");
         let mut bytes = Vec::new();
         encode(
             &mut bytes,
-            &Record::Put(
-                "v".into(),
-                Entry {
+            &RecordRef::Put(
+                "v",
+                &Entry {
                     value: Value::Text("ok".into()),
                     expires_at: None,
                 },
@@ -453,18 +435,18 @@ mod tests {
         bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
         fs::write(dir.join(LOG), &bytes).expect("write");
         let s = EmbeddedState::open(&dir).expect("open");
-        assert_eq!(s.get("v").as_deref(), Some("ok"));
+        assert_eq!(s.get("v").await.as_deref(), Some("ok"));
     }
 
-    #[test]
-    fn set_if_absent_honours_ttl() {
+    #[tokio::test]
+    async fn set_if_absent_honours_ttl() {
         let dir = tempdir("nx");
         let s = EmbeddedState::open(&dir).expect("open");
-        assert!(s.set("q", "1".into(), Some(60_000), true));
-        assert!(!s.set("q", "1".into(), Some(60_000), true));
-        assert!(s.set("z", "1".into(), Some(0), true));
+        assert!(s.set_if_absent("q", "1".into(), Some(60_000)).await);
+        assert!(!s.set_if_absent("q", "1".into(), Some(60_000)).await);
+        assert!(s.set_if_absent("z", "1".into(), Some(0)).await);
         assert!(
-            s.set("z", "1".into(), Some(0), true),
+            s.set_if_absent("z", "1".into(), Some(0)).await,
             "expired value counts as absent"
         );
     }

@@ -11,24 +11,15 @@ pub mod conn;
 pub mod embedded;
 pub mod ops;
 pub mod redis;
-pub mod txn;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use conn::Patience;
 pub use embedded::EmbeddedState;
+pub use ops::{Entry, StateOps, WindowHit};
 pub use redis::RedisState;
-pub use txn::{Txn, TxnError};
-
-/// Result of an atomic windowed add; mirrors the WIT `window-hit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowHit {
-    pub before: u64,
-    pub fires: u32,
-    pub after: u64,
-    pub window_start: i64,
-}
+pub use redis::{Txn, TxnError};
 
 /// Errors of a state backend.
 #[derive(Debug, thiserror::Error)]
@@ -61,93 +52,33 @@ impl StateStore {
         Ok(Self::Embedded(Arc::new(EmbeddedState::open(dir)?)))
     }
 
-    /// See the WIT `state.window-add`.
-    pub async fn window_add(
-        &self,
-        key: &str,
-        delta: u32,
-        now: i64,
-        window_ms: u64,
-        threshold: u64,
-    ) -> WindowHit {
-        match self {
-            Self::Embedded(s) => s.window_add(key, delta, now, window_ms, threshold),
-            Self::Redis(s) => s.window_add(key, delta, now, window_ms, threshold).await,
-        }
-    }
-
-    /// See the WIT `state.get`.
-    pub async fn get(&self, key: &str) -> Option<String> {
-        match self {
-            Self::Embedded(s) => s.get(key),
-            Self::Redis(s) => s.get(key).await,
-        }
-    }
-
-    /// See the WIT `state.set`.
-    pub async fn set(&self, key: &str, value: String, ttl_ms: Option<u64>) {
-        match self {
-            Self::Embedded(s) => {
-                s.set(key, value, ttl_ms, false);
-            }
-            Self::Redis(s) => {
-                s.set(key, value, ttl_ms, false).await;
-            }
-        }
-    }
-
-    /// See the WIT `state.set-if-absent`.
-    pub async fn set_if_absent(&self, key: &str, value: String, ttl_ms: Option<u64>) -> bool {
-        match self {
-            Self::Embedded(s) => s.set(key, value, ttl_ms, true),
-            Self::Redis(s) => s.set(key, value, ttl_ms, true).await,
-        }
-    }
-
-    /// See the WIT `state.delete`.
-    pub async fn delete(&self, key: &str) {
-        match self {
-            Self::Embedded(s) => s.delete(key),
-            Self::Redis(s) => s.delete(key).await,
-        }
-    }
-
-    /// See the WIT `state.list-push`.
-    pub async fn list_push(
-        &self,
-        key: &str,
-        value: String,
-        max_len: u32,
-        ttl_ms: Option<u64>,
-    ) -> u32 {
-        match self {
-            Self::Embedded(s) => s.list_push(key, value, max_len, ttl_ms),
-            Self::Redis(s) => s.list_push(key, value, max_len, ttl_ms).await,
-        }
-    }
-
-    /// See the WIT `state.list-take`.
-    pub async fn list_take(&self, key: &str) -> Vec<String> {
-        match self {
-            Self::Embedded(s) => s.list_take(key),
-            Self::Redis(s) => s.list_take(key).await,
-        }
-    }
-
     /// Stores `text` under a fresh intent key and returns the key. Intents
     /// are made durable by the next [`Self::sync`], together with every
     /// counter change before them; see [`crate::pipeline`].
     pub async fn put_intent(&self, text: String) -> String {
         let key = format!("{INTENT_PREFIX}{}", uuid::Uuid::now_v7());
-        self.set(&key, text, None).await;
+        self.local().set(&key, text, None).await;
         key
     }
 
     /// Every intent left by a previous run (key, text).
     pub async fn intents(&self) -> Vec<(String, String)> {
+        self.local().texts_with_prefix(INTENT_PREFIX)
+    }
+
+    /// Drops an intent once the outbox holds it.
+    pub async fn drop_intent(&self, key: &str) {
+        self.local().delete(key).await;
+    }
+
+    /// The state on this machine: the embedded store, or Redis's local
+    /// fallback. Intents live there whatever the backend: with Redis up, a
+    /// batch's outbox entries go into the shared outbox with its commit
+    /// ([`crate::cluster`]); only batches on local state write intents.
+    fn local(&self) -> &EmbeddedState {
         match self {
-            Self::Embedded(s) => s.texts_with_prefix(INTENT_PREFIX),
-            Self::Redis(s) => s.texts_with_prefix(INTENT_PREFIX).await,
+            Self::Embedded(s) => s,
+            Self::Redis(s) => s.local(),
         }
     }
 
@@ -232,6 +163,32 @@ pub struct BatchScope {
     _local: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
+impl StateOps for StateStore {
+    async fn update<R: Send>(
+        &self,
+        key: &str,
+        op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool) + Send,
+    ) -> R {
+        match self {
+            Self::Embedded(s) => s.apply(key, op),
+            Self::Redis(s) => s.update_direct(key, op).await,
+        }
+    }
+}
+
+impl StateOps for StateView {
+    async fn update<R: Send>(
+        &self,
+        key: &str,
+        op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool) + Send,
+    ) -> R {
+        match self {
+            Self::Direct(s) => s.update(key, op).await,
+            Self::Txn(t) => t.update(key, op).await,
+        }
+    }
+}
+
 /// What a batch reads and writes state through: the store itself, or its
 /// transaction on the shared store. Cheap to clone.
 #[derive(Clone)]
@@ -241,77 +198,6 @@ pub enum StateView {
 }
 
 impl StateView {
-    /// See the WIT `state.window-add`.
-    pub async fn window_add(
-        &self,
-        key: &str,
-        delta: u32,
-        now: i64,
-        window_ms: u64,
-        threshold: u64,
-    ) -> WindowHit {
-        match self {
-            Self::Direct(s) => s.window_add(key, delta, now, window_ms, threshold).await,
-            Self::Txn(t) => t.window_add(key, delta, now, window_ms, threshold).await,
-        }
-    }
-
-    /// See the WIT `state.get`.
-    pub async fn get(&self, key: &str) -> Option<String> {
-        match self {
-            Self::Direct(s) => s.get(key).await,
-            Self::Txn(t) => t.get(key).await,
-        }
-    }
-
-    /// See the WIT `state.set`.
-    pub async fn set(&self, key: &str, value: String, ttl_ms: Option<u64>) {
-        match self {
-            Self::Direct(s) => s.set(key, value, ttl_ms).await,
-            Self::Txn(t) => {
-                t.set(key, value, ttl_ms, false).await;
-            }
-        }
-    }
-
-    /// See the WIT `state.set-if-absent`.
-    pub async fn set_if_absent(&self, key: &str, value: String, ttl_ms: Option<u64>) -> bool {
-        match self {
-            Self::Direct(s) => s.set_if_absent(key, value, ttl_ms).await,
-            Self::Txn(t) => t.set(key, value, ttl_ms, true).await,
-        }
-    }
-
-    /// See the WIT `state.delete`.
-    pub async fn delete(&self, key: &str) {
-        match self {
-            Self::Direct(s) => s.delete(key).await,
-            Self::Txn(t) => t.delete(key).await,
-        }
-    }
-
-    /// See the WIT `state.list-push`.
-    pub async fn list_push(
-        &self,
-        key: &str,
-        value: String,
-        max_len: u32,
-        ttl_ms: Option<u64>,
-    ) -> u32 {
-        match self {
-            Self::Direct(s) => s.list_push(key, value, max_len, ttl_ms).await,
-            Self::Txn(t) => t.list_push(key, value, max_len, ttl_ms).await,
-        }
-    }
-
-    /// See the WIT `state.list-take`.
-    pub async fn list_take(&self, key: &str) -> Vec<String> {
-        match self {
-            Self::Direct(s) => s.list_take(key).await,
-            Self::Txn(t) => t.list_take(key).await,
-        }
-    }
-
     /// Loads `keys` ahead of use when that saves round trips.
     pub async fn prefetch(&self, keys: &[String]) {
         if let Self::Txn(t) = self {

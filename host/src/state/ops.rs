@@ -1,187 +1,111 @@
-//! The semantics of every WIT `state` operation on one entry, shared by the
-//! embedded store and the Redis batch transaction ([`super::txn`]) so the
-//! two backends cannot drift apart.
+//! The WIT `state` operations on every host backend.
 //!
-//! Each function takes the entry a key holds (`None` for nothing) and the
-//! host's clock, and updates it in place; an expired entry counts as none.
+//! Their semantics (one function per operation, on the one entry a key
+//! holds) are written once in the `tocsin-state-ops` crate, shared with
+//! plugins' native tests. [`StateOps`] lifts them onto every backend
+//! through one primitive, [`StateOps::update`] (run a function on a key's
+//! entry, atomically), which each backend implements once: the embedded
+//! store, the Redis batch transaction ([`super::redis::txn`]), and the
+//! dispatching [`super::StateStore`] and [`super::StateView`]. Adding an
+//! operation is a function in `tocsin-state-ops`, a provided method here,
+//! and the WIT.
 
-use serde::{Deserialize, Serialize};
+use std::future::Future;
 
-use super::WindowHit;
+pub use tocsin_state_ops::*;
 
-/// A stored value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Value {
-    Counter { count: u64, window_start: i64 },
-    Text(String),
-    List(Vec<String>),
-}
+/// State a plugin reads and writes: the WIT `state` interface on one
+/// backend. Keys arrive scoped already ([`super::scoped_key`]).
+pub trait StateOps: Sync {
+    /// Runs `op` on the entry under `key`, atomically with respect to every
+    /// other operation on the backend (and, on Redis, other instances).
+    /// `op` gets the entry and the host's clock (ms since the epoch) and
+    /// returns its result and whether it changed the entry.
+    fn update<R: Send>(
+        &self,
+        key: &str,
+        op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool) + Send,
+    ) -> impl Future<Output = R> + Send;
 
-/// A value and its expiry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub value: Value,
-    /// Host wall-clock expiry (ms since epoch).
-    pub expires_at: Option<i64>,
-}
-
-impl Entry {
-    /// Whether the entry is still live at `host_now`.
-    pub fn live(&self, host_now: i64) -> bool {
-        self.expires_at.is_none_or(|t| t > host_now)
-    }
-}
-
-/// Absolute expiry for a TTL given from `now`.
-pub fn expiry(now: i64, ttl_ms: Option<u64>) -> Option<i64> {
-    ttl_ms.map(|ttl| now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)))
-}
-
-/// See the WIT `state.window-add`.
-pub fn window_add(
-    slot: &mut Option<Entry>,
-    delta: u32,
-    now: i64,
-    window_ms: u64,
-    threshold: u64,
-    host_now: i64,
-) -> WindowHit {
-    let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
-    let (count, start) = match slot {
-        Some(Entry {
-            value:
-                Value::Counter {
-                    count,
-                    window_start,
-                },
-            expires_at,
-        }) if expires_at.is_none_or(|t| t > host_now)
-            && now.saturating_sub(*window_start) < window =>
-        {
-            (*count, *window_start)
-        }
-        _ => (0, now),
-    };
-    let total = count + u64::from(delta);
-    let (fires, after) = match total.checked_div(threshold) {
-        Some(fires) => (u32::try_from(fires).unwrap_or(u32::MAX), total % threshold),
-        None => (0, total),
-    };
-    *slot = (after != 0).then(|| Entry {
-        value: Value::Counter {
-            count: after,
-            window_start: if fires > 0 { now } else { start },
-        },
-        expires_at: Some(host_now.saturating_add(window)),
-    });
-    WindowHit {
-        before: count,
-        fires,
-        after,
-        window_start: start,
-    }
-}
-
-/// See the WIT `state.get`.
-pub fn get(slot: Option<&Entry>, host_now: i64) -> Option<String> {
-    match slot {
-        Some(Entry {
-            value: Value::Text(v),
-            expires_at,
-        }) if expires_at.is_none_or(|t| t > host_now) => Some(v.clone()),
-        _ => None,
-    }
-}
-
-/// See the WIT `state.set` and `state.set-if-absent`; returns whether it
-/// stored.
-pub fn set(
-    slot: &mut Option<Entry>,
-    value: String,
-    ttl_ms: Option<u64>,
-    only_if_absent: bool,
-    host_now: i64,
-) -> bool {
-    if only_if_absent && slot.as_ref().is_some_and(|e| e.live(host_now)) {
-        return false;
-    }
-    *slot = Some(Entry {
-        value: Value::Text(value),
-        expires_at: expiry(host_now, ttl_ms),
-    });
-    true
-}
-
-/// See the WIT `state.list-push`; returns the length afterwards.
-pub fn list_push(
-    slot: &mut Option<Entry>,
-    value: String,
-    max_len: u32,
-    ttl_ms: Option<u64>,
-    host_now: i64,
-) -> u32 {
-    let mut items = match slot.take() {
-        Some(Entry {
-            value: Value::List(items),
-            expires_at,
-        }) if expires_at.is_none_or(|t| t > host_now) => items,
-        _ => Vec::new(),
-    };
-    if items.len() < max_len as usize {
-        items.push(value);
-    }
-    let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-    *slot = Some(Entry {
-        value: Value::List(items),
-        expires_at: expiry(host_now, ttl_ms),
-    });
-    len
-}
-
-/// See the WIT `state.list-take`.
-pub fn list_take(slot: &mut Option<Entry>, host_now: i64) -> Vec<String> {
-    match slot.take() {
-        Some(Entry {
-            value: Value::List(items),
-            expires_at,
-        }) if expires_at.is_none_or(|t| t > host_now) => items,
-        _ => Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn window_fires_at_threshold_and_restarts() {
-        let mut slot = None;
-        for i in 0..2 {
-            let hit = window_add(&mut slot, 1, 1_000 + i, 60_000, 3, 1_000);
-            assert_eq!(hit.fires, 0);
-        }
-        let hit = window_add(&mut slot, 1, 1_002, 60_000, 3, 1_000);
-        assert_eq!((hit.before, hit.fires, hit.after), (2, 1, 0));
-        assert!(slot.is_none(), "a counter that fired and reached 0 is gone");
+    /// See the WIT `state.window-add`.
+    fn window_add(
+        &self,
+        key: &str,
+        delta: u32,
+        now: i64,
+        window_ms: u64,
+        threshold: u64,
+    ) -> impl Future<Output = WindowHit> + Send {
+        self.update(key, move |slot, host_now| {
+            let hit =
+                tocsin_state_ops::window_add(slot, delta, now, window_ms, threshold, host_now);
+            (hit, true)
+        })
     }
 
-    #[test]
-    fn expired_entries_count_as_absent() {
-        let mut slot = None;
-        assert!(set(&mut slot, "a".into(), Some(10), true, 100));
-        assert!(!set(&mut slot, "b".into(), Some(10), true, 105));
-        assert_eq!(get(slot.as_ref(), 109).as_deref(), Some("a"));
-        assert_eq!(get(slot.as_ref(), 110), None);
-        assert!(set(&mut slot, "c".into(), None, true, 110));
+    /// See the WIT `state.get`.
+    fn get(&self, key: &str) -> impl Future<Output = Option<String>> + Send {
+        self.update(key, |slot, host_now| {
+            (tocsin_state_ops::get(slot.as_ref(), host_now), false)
+        })
     }
 
-    #[test]
-    fn list_keeps_at_most_max_len() {
-        let mut slot = None;
-        assert_eq!(list_push(&mut slot, "1".into(), 2, None, 0), 1);
-        assert_eq!(list_push(&mut slot, "2".into(), 2, None, 0), 2);
-        assert_eq!(list_push(&mut slot, "3".into(), 2, None, 0), 2);
-        assert_eq!(list_take(&mut slot, 0), vec!["1", "2"]);
-        assert!(slot.is_none());
+    /// See the WIT `state.set`.
+    fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> impl Future<Output = ()> + Send {
+        self.update(key, move |slot, host_now| {
+            tocsin_state_ops::set(slot, value, ttl_ms, false, host_now);
+            ((), true)
+        })
+    }
+
+    /// See the WIT `state.set-if-absent`.
+    fn set_if_absent(
+        &self,
+        key: &str,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> impl Future<Output = bool> + Send {
+        self.update(key, move |slot, host_now| {
+            let stored = tocsin_state_ops::set(slot, value, ttl_ms, true, host_now);
+            (stored, stored)
+        })
+    }
+
+    /// See the WIT `state.delete`.
+    fn delete(&self, key: &str) -> impl Future<Output = ()> + Send {
+        self.update(key, |slot, _| {
+            let changed = slot.is_some();
+            *slot = None;
+            ((), changed)
+        })
+    }
+
+    /// See the WIT `state.list-push`.
+    fn list_push(
+        &self,
+        key: &str,
+        value: String,
+        max_len: u32,
+        ttl_ms: Option<u64>,
+    ) -> impl Future<Output = u32> + Send {
+        self.update(key, move |slot, host_now| {
+            (
+                tocsin_state_ops::list_push(slot, value, max_len, ttl_ms, host_now),
+                true,
+            )
+        })
+    }
+
+    /// See the WIT `state.list-take`.
+    fn list_take(&self, key: &str) -> impl Future<Output = Vec<String>> + Send {
+        self.update(key, |slot, host_now| {
+            let changed = slot.is_some();
+            (tocsin_state_ops::list_take(slot, host_now), changed)
+        })
     }
 }

@@ -42,9 +42,10 @@ pub struct CallScope {
     pub grants: Arc<Grants>,
     /// Deliveries queued by this call; handed on only if the call returns.
     pub deliveries: Vec<Delivery>,
-    /// The batch's transaction on shared state, when there is one: the
-    /// aggregator's state calls go through it (see [`crate::state::txn`]).
-    pub txn: Option<Arc<crate::state::Txn>>,
+    /// The state the batch works on (its transaction on shared state, or
+    /// the store); the aggregator's state calls go through it. `None`
+    /// outside a batch.
+    pub view: Option<crate::state::StateView>,
 }
 
 impl CallScope {
@@ -54,7 +55,7 @@ impl CallScope {
             rule,
             grants,
             deliveries: Vec::new(),
-            txn: None,
+            view: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `tocsin:plugin/state`: aggregator state kept by the host, scoped to the
-//! rule being served (see [`crate::state`]). Async: the backend may be
-//! Redis, reached through the batch's transaction.
+//! rule being served (see [`crate::state`]), on the batch's state view
+//! (decided once per batch, by [`crate::state::StateStore::begin`]).
+//! Async: the backend may be Redis, reached through the batch's
+//! transaction.
 
 use crate::plugin::bindings::aggregator::tocsin::plugin::state::{Host, WindowHit};
 use crate::plugin::HostCtx;
-use crate::state::{scoped_key, StateView};
+use crate::state::{scoped_key, StateOps, StateView};
 
 /// Runs a state call, charging its duration to host wait, not guest CPU.
 macro_rules! timed {
@@ -19,8 +21,9 @@ macro_rules! timed {
 impl HostCtx {
     /// The state this call reads and writes, and `key` scoped to its rule.
     fn view(&self, key: &str) -> (StateView, String) {
-        let view = match &self.scope.txn {
-            Some(t) => StateView::Txn(t.clone()),
+        // Outside a batch (`configure`): the store itself.
+        let view = match &self.scope.view {
+            Some(v) => v.clone(),
             None => StateView::Direct(self.state.clone()),
         };
         (view, scoped_key(&self.scope.rule, key))

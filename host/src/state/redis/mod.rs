@@ -1,9 +1,9 @@
 //! The Redis state backend: several tocsin instances share counters.
 //!
-//! Pipeline batches reach it through a transaction ([`super::txn`]): rule
+//! Pipeline batches reach it through a transaction ([`txn`]): rule
 //! locks, one load per key, one atomic commit with the batch's outbox
-//! entries. The direct operations below (each one Lua script or command,
-//! so atomic across instances on its own) serve calls outside a batch.
+//! entries. A call outside a batch (an aggregator's `configure`) is a
+//! one-key transaction ([`RedisState::update_direct`]).
 //! All keys carry `[redis] prefix`, so deployments can share one Redis.
 //!
 //! Outage behaviour (documented in the README): a slow Redis is waited for
@@ -20,59 +20,20 @@
 //! alert is suppressed when the same key already alerted locally during the
 //! outage. Then the local copies are dropped.
 
+pub mod txn;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
 use super::conn::{Conn, Patience};
-use super::{EmbeddedState, StateError, WindowHit};
-
-const WINDOW_ADD: &str = r#"
-local c = redis.call('HMGET', KEYS[1], 'c', 's')
-local count = tonumber(c[1]) or 0
-local start = tonumber(c[2])
-local now = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-if start == nil or (now - start) >= window then
-  count = 0
-  start = now
-end
-local before = count
-local total = count + tonumber(ARGV[1])
-local threshold = tonumber(ARGV[4])
-local fires = 0
-local after = total
-if threshold > 0 then
-  fires = math.floor(total / threshold)
-  after = total % threshold
-end
-if after == 0 then
-  redis.call('DEL', KEYS[1])
-else
-  local ns = start
-  if fires > 0 then ns = now end
-  redis.call('HSET', KEYS[1], 'c', string.format('%d', after), 's', string.format('%d', ns))
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return {before, fires, after, start}
-"#;
-
-const LIST_PUSH: &str = r#"
-local n = redis.call('LLEN', KEYS[1])
-if n < tonumber(ARGV[2]) then n = redis.call('RPUSH', KEYS[1], ARGV[1]) end
-if tonumber(ARGV[3]) >= 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return n
-"#;
-
-const LIST_TAKE: &str = r#"
-local v = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-return v
-"#;
+use super::ops::{Entry, StateOps};
+use super::{EmbeddedState, StateError};
+pub use txn::{Txn, TxnError};
 
 /// The longest TTL tocsin hands Redis (about 2,000 years): plugins may ask
 /// for `u64::MAX`, which Redis would refuse as out of range.
@@ -92,7 +53,7 @@ pub fn round_trip() {
 /// How a batch on the Redis backend works on state.
 pub enum Begun {
     /// Through a transaction on Redis.
-    Txn(Box<super::txn::Txn>),
+    Txn(Box<txn::Txn>),
     /// On local state while Redis is unreachable; the guard keeps
     /// reconciliation waiting until the batch is done.
     Local(Arc<EmbeddedState>, tokio::sync::OwnedRwLockReadGuard<()>),
@@ -105,10 +66,10 @@ pub type Replayer =
 
 /// See the module documentation.
 pub struct RedisState {
-    pub(super) conn: Conn,
-    pub(super) scripts: super::txn::Scripts,
-    /// Keys to prefetch per rule (see [`super::txn::Txn::prefetch`]).
-    pub(super) hints: Mutex<super::txn::Hints>,
+    conn: Conn,
+    scripts: txn::Scripts,
+    /// Keys to prefetch per rule (see [`txn::Txn::prefetch`]).
+    hints: Mutex<txn::Hints>,
     /// This instance's id in the cluster (kept in the data directory, so a
     /// restart finds its own outbox entries again).
     instance: String,
@@ -121,9 +82,6 @@ pub struct RedisState {
     gate: Arc<tokio::sync::RwLock<()>>,
     last_error: Mutex<Option<String>>,
     replayer: std::sync::OnceLock<Replayer>,
-    window_add: Script,
-    list_push: Script,
-    list_take: Script,
 }
 
 impl RedisState {
@@ -153,11 +111,8 @@ impl RedisState {
                 unreplayed.then(|| "replaying batches counted during an earlier outage".into()),
             ),
             replayer: std::sync::OnceLock::new(),
-            scripts: super::txn::Scripts::new(),
-            hints: Mutex::new(super::txn::Hints::default()),
-            window_add: Script::new(WINDOW_ADD),
-            list_push: Script::new(LIST_PUSH),
-            list_take: Script::new(LIST_TAKE),
+            scripts: txn::Scripts::new(),
+            hints: Mutex::new(txn::Hints::default()),
         });
         metrics::gauge!("tocsin_state_degraded").set(if unreplayed { 1.0 } else { 0.0 });
         let probe = me.clone();
@@ -177,11 +132,8 @@ impl RedisState {
 
     /// A transaction on shared state even while degraded: for the replay,
     /// which runs while reconciliation holds every degraded batch off.
-    pub async fn begin_shared(
-        self: &Arc<Self>,
-        rules: &[&str],
-    ) -> Result<super::txn::Txn, super::txn::TxnError> {
-        super::txn::Txn::begin(self.clone(), rules).await
+    pub async fn begin_shared(self: &Arc<Self>, rules: &[&str]) -> Result<txn::Txn, txn::TxnError> {
+        txn::Txn::begin(self.clone(), rules).await
     }
 
     /// A clone of the connection, counted as one round trip.
@@ -193,10 +145,6 @@ impl RedisState {
     /// `key` with the deployment's prefix.
     pub fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
-    }
-
-    fn fail(&self, e: redis::RedisError) {
-        self.fail_with(&e.to_string());
     }
 
     /// Marks the backend degraded because of `error`.
@@ -219,9 +167,9 @@ impl RedisState {
         }
     }
 
-    /// Starts a batch on `rules`: a transaction (see [`super::txn`]), or,
+    /// Starts a batch on `rules`: a transaction (see [`txn`]), or,
     /// while degraded, the local state for the whole batch.
-    pub async fn begin(self: &Arc<Self>, rules: &[&str]) -> Result<Begun, super::txn::TxnError> {
+    pub async fn begin(self: &Arc<Self>, rules: &[&str]) -> Result<Begun, txn::TxnError> {
         loop {
             if self.is_degraded() {
                 let guard = self.gate.clone().read_owned().await;
@@ -230,9 +178,9 @@ impl RedisState {
                     return Ok(Begun::Local(self.local.clone(), guard));
                 }
             }
-            match super::txn::Txn::begin(self.clone(), rules).await {
+            match txn::Txn::begin(self.clone(), rules).await {
                 Ok(t) => return Ok(Begun::Txn(Box::new(t))),
-                Err(super::txn::TxnError::Redis(e)) => self.fail_with(&e),
+                Err(txn::TxnError::Redis(e)) => self.fail_with(&e),
                 Err(e) => return Err(e),
             }
         }
@@ -252,151 +200,31 @@ impl RedisState {
         })
     }
 
-    /// See the WIT `state.window-add`.
-    pub async fn window_add(
-        &self,
+    /// Runs a state operation outside a batch (an aggregator's
+    /// `configure`): as a one-key transaction under the key's rule lock,
+    /// so it is atomic with the batches of every instance; on local state
+    /// while degraded, or when the transaction fails.
+    pub async fn update_direct<R: Send>(
+        self: &Arc<Self>,
         key: &str,
-        delta: u32,
-        now: i64,
-        window_ms: u64,
-        threshold: u64,
-    ) -> WindowHit {
-        if !self.is_degraded() {
-            let mut conn = self.conn.clone();
-            round_trip();
-            let r: redis::RedisResult<(i64, i64, i64, i64)> = self
-                .window_add
-                .key(self.key(key))
-                .arg(delta)
-                .arg(now)
-                .arg(redis_ttl(window_ms))
-                .arg(threshold)
-                .invoke_async(&mut conn)
-                .await;
-            match r {
-                Ok((before, fires, after, start)) => {
-                    return WindowHit {
-                        before: before.max(0) as u64,
-                        fires: fires.clamp(0, u32::MAX as i64) as u32,
-                        after: after.max(0) as u64,
-                        window_start: start,
-                    }
-                }
-                Err(e) => self.fail(e),
-            }
+        op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool) + Send,
+    ) -> R {
+        if self.is_degraded() {
+            return self.local.apply(key, op);
         }
-        self.local.window_add(key, delta, now, window_ms, threshold)
-    }
-
-    /// See the WIT `state.get`.
-    pub async fn get(&self, key: &str) -> Option<String> {
-        if !self.is_degraded() {
-            let mut conn = self.conn.clone();
-            round_trip();
-            match conn.get::<_, Option<String>>(self.key(key)).await {
-                Ok(v) => return v,
-                // A key holding a counter or list is "no value", not an outage.
-                Err(e) if e.code() == Some("WRONGTYPE") => return None,
-                Err(e) => self.fail(e),
+        let rules: Vec<&str> = super::rule_of(key).into_iter().collect();
+        let txn = match txn::Txn::begin(self.clone(), &rules).await {
+            Ok(txn) => txn,
+            Err(e) => {
+                tracing::warn!(error = %e, "state call outside a batch: on local state");
+                return self.local.apply(key, op);
             }
+        };
+        let out = txn.update(key, op).await;
+        if let Err(e) = txn.commit().await {
+            tracing::warn!(error = %e, "state call outside a batch was not committed");
         }
-        self.local.get(key)
-    }
-
-    /// See the WIT `state.set` / `state.set-if-absent`.
-    pub async fn set(
-        &self,
-        key: &str,
-        value: String,
-        ttl_ms: Option<u64>,
-        only_if_absent: bool,
-    ) -> bool {
-        if !self.is_degraded() {
-            let mut conn = self.conn.clone();
-            round_trip();
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.key(key)).arg(&value);
-            if let Some(ttl) = ttl_ms {
-                cmd.arg("PX").arg(redis_ttl(ttl));
-            }
-            if only_if_absent {
-                cmd.arg("NX");
-            }
-            match cmd.query_async::<Option<String>>(&mut conn).await {
-                Ok(reply) => return reply.is_some(),
-                Err(e) => self.fail(e),
-            }
-        }
-        self.local.set(key, value, ttl_ms, only_if_absent)
-    }
-
-    /// See the WIT `state.delete`.
-    pub async fn delete(&self, key: &str) {
-        if !self.is_degraded() {
-            let mut conn = self.conn.clone();
-            round_trip();
-            match conn.del::<_, i64>(self.key(key)).await {
-                Ok(_) => {}
-                Err(e) => self.fail(e),
-            }
-        }
-        // Also locally: a key set during an outage must not resurrect.
-        self.local.delete(key)
-    }
-
-    /// See the WIT `state.list-push`.
-    pub async fn list_push(
-        &self,
-        key: &str,
-        value: String,
-        max_len: u32,
-        ttl_ms: Option<u64>,
-    ) -> u32 {
-        if !self.is_degraded() {
-            let mut conn = self.conn.clone();
-            round_trip();
-            let ttl: i64 = ttl_ms.map(|t| redis_ttl(t) as i64).unwrap_or(-1);
-            match self
-                .list_push
-                .key(self.key(key))
-                .arg(&value)
-                .arg(max_len)
-                .arg(ttl)
-                .invoke_async::<i64>(&mut conn)
-                .await
-            {
-                Ok(n) => return n.clamp(0, u32::MAX as i64) as u32,
-                Err(e) => self.fail(e),
-            }
-        }
-        self.local.list_push(key, value, max_len, ttl_ms)
-    }
-
-    /// See the WIT `state.list-take`.
-    pub async fn list_take(&self, key: &str) -> Vec<String> {
-        if !self.is_degraded() {
-            let mut conn = self.conn.clone();
-            round_trip();
-            match self
-                .list_take
-                .key(self.key(key))
-                .invoke_async::<Vec<String>>(&mut conn)
-                .await
-            {
-                Ok(v) => return v,
-                Err(e) => self.fail(e),
-            }
-        }
-        self.local.list_take(key)
-    }
-
-    /// Text values under `prefix` (intents). Only local state holds
-    /// intents: with Redis up, a batch's outbox entries go into the shared
-    /// outbox with its commit ([`crate::cluster`]); intents are written
-    /// only by batches that ran degraded, on local state. (No `KEYS` scan:
-    /// on a Redis with millions of keys it blocks every instance.)
-    pub async fn texts_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-        self.local.texts_with_prefix(prefix)
+        out
     }
 
     /// Changes are recorded once Redis answered; local ones need a sync.

@@ -11,7 +11,7 @@
 //!    that expires, so a killed holder stalls the rule for at most
 //!    [`LOCK_LEASE`];
 //! 2. reads each key it touches from Redis once, then works on a private
-//!    copy with the same operations as the embedded store ([`super::ops`]);
+//!    copy with the same operations as the embedded store ([`crate::state::ops`]);
 //! 3. commits in one Lua call that checks it still holds its locks, writes
 //!    every changed key, the dedup marks and the batch's outbox entries,
 //!    and releases the locks.
@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use redis::Script;
 use tokio::sync::Mutex;
 
-use super::ops::{self, Entry, Value};
-use super::{RedisState, StateError, WindowHit};
+use super::super::ops::{Entry, StateOps, Value};
+use super::super::StateError;
+use super::RedisState;
 use crate::event::now_ms;
 
 /// How long a rule lock outlives a holder that stopped answering.
@@ -43,91 +44,24 @@ pub const LOCK_LEASE: Duration = Duration::from_secs(5);
 const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// Takes every lock in KEYS with token ARGV[1] for ARGV[2] ms, or none.
-const ACQUIRE: &str = r#"
-for _, k in ipairs(KEYS) do
-  if redis.call('EXISTS', k) == 1 then return 0 end
-end
-for _, k in ipairs(KEYS) do
-  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
-end
-return 1
-"#;
+const ACQUIRE: &str = include_str!("lua/acquire.lua");
 
 /// Reads one key as `{kind, pttl, fields...}`.
-const LOAD: &str = r#"
-local t = redis.call('TYPE', KEYS[1]).ok
-if t == 'none' then return {'n'} end
-local ttl = tostring(redis.call('PTTL', KEYS[1]))
-if t == 'hash' then
-  local c = redis.call('HMGET', KEYS[1], 'c', 's')
-  return {'c', ttl, c[1] or '0', c[2] or '0'}
-elseif t == 'string' then
-  return {'t', ttl, redis.call('GET', KEYS[1])}
-elseif t == 'list' then
-  local out = {'l', ttl}
-  for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do table.insert(out, v) end
-  return out
-end
-return {'n'}
-"#;
+const LOAD: &str = include_str!("lua/load.lua");
 
 /// Checks the locks in KEYS still hold token ARGV[1], applies the writes
 /// encoded in ARGV[2..] and releases the locks. Keys are passed in ARGV:
 /// tocsin runs on a single Redis (or one primary), not Redis Cluster.
 /// Numbers arrive as integer strings made in Rust and are handed to Redis
 /// as they are (a Lua number could be formatted as `1e+10`, which Redis
-/// refuses); TTLs are clamped to [`super::redis::MAX_TTL_MS`] beforehand.
-const COMMIT: &str = r#"
-for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) ~= ARGV[1] then return redis.error_reply('LOCKLOST ' .. k) end
-end
-local i = 2
-while i <= #ARGV do
-  local op, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local expiring = tonumber(ttl) > 0
-  if op == 'D' then
-    redis.call('DEL', key)
-    i = i + 3
-  elseif op == 'T' then
-    if expiring then redis.call('SET', key, ARGV[i + 3], 'PX', ttl) else redis.call('SET', key, ARGV[i + 3]) end
-    i = i + 4
-  elseif op == 'C' then
-    redis.call('DEL', key)
-    redis.call('HSET', key, 'c', ARGV[i + 3], 's', ARGV[i + 4])
-    if expiring then redis.call('PEXPIRE', key, ttl) end
-    i = i + 5
-  elseif op == 'L' then
-    local n = tonumber(ARGV[i + 3])
-    redis.call('DEL', key)
-    for j = 1, n do redis.call('RPUSH', key, ARGV[i + 3 + j]) end
-    if expiring and n > 0 then redis.call('PEXPIRE', key, ttl) end
-    i = i + 4 + n
-  elseif op == 'H' then
-    redis.call('HSET', key, ARGV[i + 3], ARGV[i + 4])
-    i = i + 5
-  else
-    return redis.error_reply('unknown op ' .. op)
-  end
-end
-for _, k in ipairs(KEYS) do redis.call('DEL', k) end
-return 1
-"#;
+/// refuses); TTLs are clamped to [`super::MAX_TTL_MS`] beforehand.
+const COMMIT: &str = include_str!("lua/commit.lua");
 
 /// Extends the locks in KEYS still held with token ARGV[1] to ARGV[2] ms.
-const RENEW: &str = r#"
-for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end
-end
-return 1
-"#;
+const RENEW: &str = include_str!("lua/renew.lua");
 
 /// Releases the locks in KEYS still held with token ARGV[1].
-const RELEASE: &str = r#"
-for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
-end
-return 1
-"#;
+const RELEASE: &str = include_str!("lua/release.lua");
 
 /// The Lua scripts a transaction runs, loaded once per backend.
 pub(super) struct Scripts {
@@ -232,7 +166,7 @@ impl Txn {
                 call.key(k);
             }
             call.arg(&token).arg(LOCK_LEASE.as_millis() as u64);
-            super::redis::round_trip();
+            super::round_trip();
             let got: i64 = call
                 .invoke_async(&mut conn)
                 .await
@@ -292,7 +226,7 @@ impl Txn {
             pipe.invoke_script(call);
         }
         let mut conn = self.redis.conn.clone();
-        super::redis::round_trip();
+        super::round_trip();
         match pipe.query_async::<Vec<Vec<String>>>(&mut conn).await {
             Ok(rows) => {
                 let now = now_ms();
@@ -311,7 +245,8 @@ impl Txn {
         }
     }
 
-    /// Runs `op` on the batch's copy of `key`, loading it first if needed.
+    /// Runs `op` on the batch's copy of `key`, loading it first if needed
+    /// (see [`StateOps::update`]).
     async fn with<R>(&self, key: &str, op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool)) -> R {
         let mut inner = self.inner.lock().await;
         if !inner.slots.contains_key(key) {
@@ -319,7 +254,7 @@ impl Txn {
                 None
             } else {
                 let mut conn = self.redis.conn.clone();
-                super::redis::round_trip();
+                super::round_trip();
                 match self
                     .redis
                     .scripts
@@ -351,78 +286,6 @@ impl Txn {
         let (out, changed) = op(&mut slot.entry, now_ms());
         slot.dirty |= changed;
         out
-    }
-
-    /// See the WIT `state.window-add`.
-    pub async fn window_add(
-        &self,
-        key: &str,
-        delta: u32,
-        now: i64,
-        window_ms: u64,
-        threshold: u64,
-    ) -> WindowHit {
-        self.with(key, |slot, host_now| {
-            let hit = ops::window_add(slot, delta, now, window_ms, threshold, host_now);
-            (hit, true)
-        })
-        .await
-    }
-
-    /// See the WIT `state.get`.
-    pub async fn get(&self, key: &str) -> Option<String> {
-        self.with(key, |slot, host_now| {
-            (ops::get(slot.as_ref(), host_now), false)
-        })
-        .await
-    }
-
-    /// See the WIT `state.set` / `state.set-if-absent`.
-    pub async fn set(
-        &self,
-        key: &str,
-        value: String,
-        ttl_ms: Option<u64>,
-        only_if_absent: bool,
-    ) -> bool {
-        self.with(key, |slot, host_now| {
-            let stored = ops::set(slot, value, ttl_ms, only_if_absent, host_now);
-            (stored, stored)
-        })
-        .await
-    }
-
-    /// See the WIT `state.delete`.
-    pub async fn delete(&self, key: &str) {
-        self.with(key, |slot, _| {
-            let changed = slot.is_some();
-            *slot = None;
-            ((), changed)
-        })
-        .await
-    }
-
-    /// See the WIT `state.list-push`.
-    pub async fn list_push(
-        &self,
-        key: &str,
-        value: String,
-        max_len: u32,
-        ttl_ms: Option<u64>,
-    ) -> u32 {
-        self.with(key, |slot, host_now| {
-            (ops::list_push(slot, value, max_len, ttl_ms, host_now), true)
-        })
-        .await
-    }
-
-    /// See the WIT `state.list-take`.
-    pub async fn list_take(&self, key: &str) -> Vec<String> {
-        self.with(key, |slot, host_now| {
-            let changed = slot.is_some();
-            (ops::list_take(slot, host_now), changed)
-        })
-        .await
     }
 
     /// Adds a field to write into the Redis hash `hash` (unprefixed) with
@@ -465,7 +328,7 @@ impl Txn {
             let full = self.redis.key(key);
             let ttl = |e: &Entry| {
                 e.expires_at
-                    .map(|t| super::redis::redis_ttl(t.saturating_sub(now).max(1) as u64))
+                    .map(|t| super::redis_ttl(t.saturating_sub(now).max(1) as u64))
                     .unwrap_or(0)
             };
             match &slot.entry {
@@ -507,7 +370,7 @@ impl Txn {
             .arg(MARKER_TTL_MS)
             .arg("1");
         let mut conn = self.redis.conn.clone();
-        super::redis::round_trip();
+        super::round_trip();
         match call.invoke_async::<i64>(&mut conn).await {
             Ok(_) => {
                 self.redis.hints.lock().learn(inner.loaded_alone);
@@ -519,7 +382,7 @@ impl Txn {
                 release(&self.redis, &self.locks, &self.token).await;
                 Err(TxnError::LockLost(e.to_string()))
             }
-            Err(e) if super::conn::is_outage(&e) => {
+            Err(e) if crate::state::conn::is_outage(&e) => {
                 // Whether Redis applied it is unknown: see [`Self::resolve`].
                 self.redis.fail_with(&e.to_string());
                 Err(TxnError::Unknown(e.to_string()))
@@ -564,6 +427,16 @@ impl Txn {
     pub async fn abort(&self) {
         self.renewer.abort();
         release(&self.redis, &self.locks, &self.token).await;
+    }
+}
+
+impl StateOps for Txn {
+    fn update<R: Send>(
+        &self,
+        key: &str,
+        op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool) + Send,
+    ) -> impl std::future::Future<Output = R> + Send {
+        self.with(key, op)
     }
 }
 
@@ -655,7 +528,7 @@ impl Hints {
             if key.starts_with('\u{1e}') {
                 continue;
             }
-            let Some(rule) = super::rule_of(&key) else {
+            let Some(rule) = crate::state::rule_of(&key) else {
                 continue;
             };
             let set = self.by_rule.entry(rule.to_string()).or_default();

@@ -9,46 +9,39 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::engine::Engine;
+use super::{auth, Ingest};
 use crate::event::{now_ms, parse_batch};
+
+const SOURCE: &str = "http";
 
 /// Validates the whole batch, then queues it: `202 {"accepted": n}`, or
 /// `400` listing every bad item and field with nothing accepted. With
 /// `[ingest] token` set, requires `Authorization: Bearer <token>` (`401`).
 /// Bodies may be compressed; too large ones get `413`.
-pub async fn post_events(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) =
-        crate::source::auth::require_bearer(&headers, &engine.config.ingest.token, "http")
-    {
+pub async fn post_events(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = auth::require_bearer(&headers, &ingest.config().token, SOURCE) {
         return r.into_response();
     }
-    let limit = engine.config.http.max_body_bytes;
-    let body = match crate::source::body::read(&headers, body, limit, "http").await {
+    let body = match ingest.read_body(&headers, body, SOURCE).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let source: Arc<str> = Arc::from("http");
+    let source: Arc<str> = Arc::from(SOURCE);
     match parse_batch(&body, &source, now_ms()) {
         Ok(events) => {
             let n = events.len();
             let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-            metrics::counter!("tocsin_events_received_total", "source" => "http")
-                .increment(n as u64);
-            match engine.pipeline.submit(events).await {
+            match ingest.submit(SOURCE, events).await {
                 Ok(()) => (
                     StatusCode::ACCEPTED,
                     Json(json!({ "accepted": n, "ids": ids })),
                 )
                     .into_response(),
-                Err(e) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({ "error": e.to_string() })),
-                )
-                    .into_response(),
+                Err(r) => r,
             }
         }
         Err(errors) => {
-            metrics::counter!("tocsin_events_rejected_total", "source" => "http").increment(1);
+            metrics::counter!("tocsin_events_rejected_total", "source" => SOURCE).increment(1);
             (
                 StatusCode::BAD_REQUEST,
                 Json(json!({ "error": "invalid events; none were accepted", "accepted": 0, "errors": errors })),

@@ -1,0 +1,91 @@
+//! The narrow handle every HTTP source gets: the pipeline's submit side and
+//! the intake settings (tokens, Sentry keys and codes, the body limit),
+//! nothing of the rest of the engine. Like Vector's `SourceContext`, it
+//! keeps sources from depending on the engine that depends on them.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::{body, error};
+use crate::config::IngestConfig;
+use crate::event::Event;
+use crate::pipeline::{JobOutcome, PipelineHandle};
+
+/// See the module documentation. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    pipeline: PipelineHandle,
+    settings: Arc<Settings>,
+}
+
+struct Settings {
+    config: IngestConfig,
+    max_body_bytes: usize,
+}
+
+impl Ingest {
+    /// A handle submitting to `pipeline` with `config`'s tokens and keys
+    /// and bodies of at most `max_body_bytes`.
+    pub fn new(pipeline: PipelineHandle, config: IngestConfig, max_body_bytes: usize) -> Self {
+        Self {
+            pipeline,
+            settings: Arc::new(Settings {
+                config,
+                max_body_bytes,
+            }),
+        }
+    }
+
+    /// The `[ingest]` settings (tokens, Sentry keys and codes).
+    pub fn config(&self) -> &IngestConfig {
+        &self.settings.config
+    }
+
+    /// Reads a request body under the size limit, decompressing it
+    /// ([`body::read`]); the response to answer otherwise.
+    pub async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        source: &'static str,
+    ) -> Result<Bytes, Response> {
+        body::read(headers, body, self.settings.max_body_bytes, source).await
+    }
+
+    /// Queues `events` and counts the errors among them as received from
+    /// `source` (resolutions have their own `tocsin_resolutions_total`); on
+    /// failure (the engine is shutting down) the `503` to answer.
+    pub async fn submit(&self, source: &'static str, events: Vec<Event>) -> Result<(), Response> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let n = events.iter().filter(|e| !e.resolved).count() as u64;
+        match self.pipeline.submit(events).await {
+            Ok(()) => {
+                metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
+                Ok(())
+            }
+            Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        }
+    }
+
+    /// Like [`Self::submit`], and the receiver resolves once everything
+    /// the events caused is durable.
+    pub async fn submit_tracked(
+        &self,
+        source: &'static str,
+        events: Vec<Event>,
+    ) -> Result<tokio::sync::oneshot::Receiver<JobOutcome>, Response> {
+        let n = events.iter().filter(|e| !e.resolved).count() as u64;
+        match self.pipeline.submit_tracked(events).await {
+            Ok(rx) => {
+                metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
+                Ok(rx)
+            }
+            Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        }
+    }
+}
