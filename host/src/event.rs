@@ -111,9 +111,38 @@ impl fmt::Display for FieldError {
 }
 
 /// Longest accepted value of a short text field (codes, names, ids).
-const MAX_SHORT: usize = 256;
+pub const MAX_SHORT: usize = 256;
 /// Longest accepted message or stack trace.
-const MAX_LONG: usize = 64 * 1024;
+pub const MAX_LONG: usize = 64 * 1024;
+
+/// Event ids: every scheme a source uses, in one place. An id is what the
+/// pipeline recognises a redelivery by ([`Event::dedup`]), so a source
+/// whose producer gives none derives one from what makes the event the
+/// same event.
+pub mod id {
+    /// A new, time-ordered id (UUID v7): an event nobody will send again.
+    pub fn fresh() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    /// A stable id (UUID v8) made of `parts` (a namespace first): the same
+    /// parts, the same id, e.g. an Alertmanager alert's fingerprint and
+    /// start.
+    pub fn derived(parts: &[&str]) -> String {
+        let hash = blake3::hash(parts.join("\0").as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&hash.as_bytes()[..16]);
+        uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
+    /// The id of a message known only by its bytes (an AMQP message
+    /// without a message id): the same body, the same id.
+    pub fn of_bytes(body: &[u8]) -> String {
+        format!("sha-{}", &blake3::hash(body).to_hex()[..32])
+    }
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -121,6 +150,128 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Event {
+    /// An event with its required fields and none of the optional ones: a
+    /// fresh id (`dedup` off), no user, stack or metadata. Sources check
+    /// their values with a [`Checker`] first, then set what else they have.
+    pub fn new(
+        source: Arc<str>,
+        error_code: String,
+        severity: Severity,
+        message: String,
+        service_name: String,
+        timestamp: i64,
+        received_at: i64,
+    ) -> Self {
+        Self {
+            event_id: id::fresh(),
+            source,
+            error_code,
+            severity,
+            message,
+            service_name,
+            timestamp,
+            received_at,
+            user_message: None,
+            user_id: None,
+            stack_trace: None,
+            metadata: BTreeMap::new(),
+            dedup: false,
+            resolved: false,
+        }
+    }
+}
+
+/// How long a text field may be.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// Codes, names, ids: [`MAX_SHORT`] bytes.
+    Short,
+    /// Messages and stack traces: [`MAX_LONG`] bytes.
+    Long,
+}
+
+impl Limit {
+    fn bytes(self) -> usize {
+        match self {
+            Self::Short => MAX_SHORT,
+            Self::Long => MAX_LONG,
+        }
+    }
+}
+
+/// Checks the fields of one input item against the one set of rules for a
+/// valid event, collecting every problem under the name the *source* gives
+/// the field (`labels.alertname`, `exception.values.type`...). Every source
+/// builds its events through it, so no source re-validates another's way.
+pub struct Checker {
+    item: usize,
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    /// A checker for item `item` of a batch.
+    pub fn new(item: usize) -> Self {
+        Self {
+            item,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records that `field` is wrong for `reason`.
+    pub fn reject(&mut self, field: &str, reason: impl Into<String>) {
+        let field = field.to_string();
+        if !self.errors.iter().any(|e| e.field == field) {
+            self.errors.push(FieldError {
+                item: self.item,
+                field,
+                reason: reason.into(),
+            });
+        }
+    }
+
+    /// A required text: present, not blank, within `limit`.
+    pub fn required(&mut self, field: &str, value: Option<String>, limit: Limit) -> Option<String> {
+        match value {
+            None => {
+                self.reject(field, "is required");
+                None
+            }
+            Some(s) if s.trim().is_empty() => {
+                self.reject(field, "must not be empty");
+                None
+            }
+            Some(s) => self.within(field, s, limit),
+        }
+    }
+
+    /// An optional text, within `limit` when present.
+    pub fn optional(&mut self, field: &str, value: Option<String>, limit: Limit) -> Option<String> {
+        self.within(field, value?, limit)
+    }
+
+    fn within(&mut self, field: &str, s: String, limit: Limit) -> Option<String> {
+        let max = limit.bytes();
+        if s.len() > max {
+            self.reject(
+                field,
+                format!("is {} bytes, at most {max} allowed", s.len()),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Every problem found, if any.
+    pub fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
 }
 
 /// Validates one JSON item in the seed's event format.
@@ -133,85 +284,60 @@ pub fn parse_event(
     source: &Arc<str>,
     received_at: i64,
 ) -> Result<Event, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let err = |errors: &mut Vec<FieldError>, field: &str, reason: String| {
-        errors.push(FieldError {
-            item,
-            field: field.to_string(),
-            reason,
-        })
-    };
+    let mut check = Checker::new(item);
     let Some(object) = value.as_object() else {
-        return Err(vec![FieldError {
-            item,
-            field: String::new(),
-            reason: format!("expected a JSON object, got {}", json_kind(value)),
-        }]);
+        check.reject(
+            "",
+            format!("expected a JSON object, got {}", json_kind(value)),
+        );
+        return Err(check.finish().err().unwrap_or_default());
     };
-
-    let mut text = |field: &str, required: bool, max: usize| -> Option<String> {
+    // A string field's value; a value of another type is rejected here.
+    let string = |check: &mut Checker, field: &str| -> Option<String> {
         match object.get(field) {
-            None | Some(Value::Null) => {
-                if required {
-                    err(&mut errors, field, "is required".into());
-                }
-                None
-            }
-            Some(Value::String(s)) if required && s.trim().is_empty() => {
-                err(&mut errors, field, "must not be empty".into());
-                None
-            }
-            Some(Value::String(s)) if s.len() > max => {
-                err(
-                    &mut errors,
-                    field,
-                    format!("is {} bytes, at most {max} allowed", s.len()),
-                );
-                None
-            }
+            None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
-                err(
-                    &mut errors,
-                    field,
-                    format!("must be a string, got {}", json_kind(other)),
-                );
+                check.reject(field, format!("must be a string, got {}", json_kind(other)));
                 None
             }
         }
     };
-    let error_code = text("errorCode", true, MAX_SHORT);
-    let message = text("message", true, MAX_LONG);
-    let service_name = text("serviceName", true, MAX_SHORT);
-    let user_message = text("userMessage", false, MAX_LONG);
-    let user_id = text("userId", false, MAX_SHORT);
-    let stack_trace = text("stackTrace", false, MAX_LONG);
-    let event_id = text("eventId", false, MAX_SHORT);
-    let severity_text = text("severity", true, MAX_SHORT);
-
-    let severity = severity_text.and_then(|s| {
+    let text = |check: &mut Checker, field: &str, required: bool, limit: Limit| {
+        let value = string(check, field);
+        if required {
+            check.required(field, value, limit)
+        } else {
+            check.optional(field, value, limit)
+        }
+    };
+    let error_code = text(&mut check, "errorCode", true, Limit::Short);
+    let message = text(&mut check, "message", true, Limit::Long);
+    let service_name = text(&mut check, "serviceName", true, Limit::Short);
+    let user_message = text(&mut check, "userMessage", false, Limit::Long);
+    let user_id = text(&mut check, "userId", false, Limit::Short);
+    let stack_trace = text(&mut check, "stackTrace", false, Limit::Long);
+    let event_id = text(&mut check, "eventId", false, Limit::Short);
+    let severity = text(&mut check, "severity", true, Limit::Short).and_then(|s| {
         let parsed = Severity::parse(&s);
         if parsed.is_none() {
-            err(
-                &mut errors,
+            check.reject(
                 "severity",
                 format!("unknown severity {s:?} (use critical, high, medium or low)"),
             );
         }
         parsed
     });
-
     let timestamp = match object.get("timestamp") {
         None | Some(Value::Null) => Some(received_at),
         Some(v) => match parse_timestamp(v) {
             Ok(ts) => Some(ts),
             Err(reason) => {
-                err(&mut errors, "timestamp", reason);
+                check.reject("timestamp", reason);
                 None
             }
         },
     };
-
     let mut metadata = BTreeMap::new();
     match object.get("metadata") {
         None | Some(Value::Null) => {}
@@ -224,35 +350,39 @@ pub fn parse_event(
                 metadata.insert(k.clone(), v);
             }
         }
-        Some(other) => err(
-            &mut errors,
+        Some(other) => check.reject(
             "metadata",
             format!("must be an object, got {}", json_kind(other)),
         ),
     }
-
+    check.finish()?;
     match (error_code, severity, message, service_name, timestamp) {
-        (Some(error_code), Some(severity), Some(message), Some(service_name), Some(timestamp))
-            if errors.is_empty() =>
-        {
-            Ok(Event {
-                dedup: event_id.is_some(),
-                event_id: event_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-                source: source.clone(),
+        (Some(error_code), Some(severity), Some(message), Some(service_name), Some(timestamp)) => {
+            let mut event = Event::new(
+                source.clone(),
                 error_code,
                 severity,
                 message,
                 service_name,
                 timestamp,
                 received_at,
-                user_message,
-                user_id,
-                stack_trace,
-                metadata,
-                resolved: false,
-            })
+            );
+            if let Some(id) = event_id {
+                event.event_id = id;
+                event.dedup = true;
+            }
+            event.user_message = user_message;
+            event.user_id = user_id;
+            event.stack_trace = stack_trace;
+            event.metadata = metadata;
+            Ok(event)
         }
-        _ => Err(errors),
+        // Unreachable: a missing field was reported above.
+        _ => Err(vec![FieldError {
+            item,
+            field: String::new(),
+            reason: "incomplete event".into(),
+        }]),
     }
 }
 

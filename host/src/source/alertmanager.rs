@@ -24,7 +24,7 @@
 //! of the label set, or the webhook's `fingerprint`) and `startsAt`, so the
 //! same alert posted twice has the same id. Prometheus re-sends firing
 //! alerts every minute and Alertmanager re-sends a whole group whenever it
-//! changes; a firing alert already seen (within [`FIRING_TTL_MS`]) is
+//! changes; a firing alert already seen (within [`super::recent::FIRING_TTL_MS`]) is
 //! therefore not submitted again, only counted in
 //! `tocsin_ingest_duplicates_total`.
 //!
@@ -37,30 +37,21 @@
 //! Like Alertmanager, the valid alerts of a batch are kept when others are
 //! invalid; the `400` names each invalid item and field.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::recent::Seen;
 use super::{auth, Ingest};
-use crate::event::{now_ms, parse_event, Event, FieldError, Severity};
+use crate::event::{now_ms, Checker, Event, FieldError, Limit, Severity};
 
 const SOURCE: &str = "alertmanager";
-
-/// How long a firing alert's id is remembered: a still-firing alert
-/// re-sent after this is counted again (a daily reminder).
-pub const FIRING_TTL_MS: i64 = 24 * 3600 * 1000;
-/// How long a resolution's id is remembered (Prometheus re-sends resolved
-/// alerts for 15 minutes).
-const RESOLVED_TTL_MS: i64 = 3600 * 1000;
-/// Remembered ids before expired ones are pruned (and, if still over, all).
-const SEEN_CAP: usize = 200_000;
 
 /// `POST /api/v2/alerts`.
 pub async fn post_alerts(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
@@ -366,8 +357,8 @@ fn read_alert(
 }
 
 impl RawAlert {
-    /// Maps the alert to an event (validated by [`parse_event`]) and, when
-    /// resolved, to a resolution instead.
+    /// Maps the alert to an event (checked by [`Checker`], errors named by
+    /// the alert's fields) and, when resolved, to a resolution instead.
     fn classify(
         self,
         item: usize,
@@ -406,57 +397,44 @@ impl RawAlert {
             },
         };
 
-        let mut metadata = Map::new();
+        let mut check = Checker::new(item);
+        let service_field = format!("labels.{}", service_label.unwrap_or("service"));
+        let error_code = check.required("labels.alertname", alertname, Limit::Short);
+        let message = check.required(message_field, message, Limit::Long);
+        let service = check.required(&service_field, Some(service), Limit::Short);
+        let user_message = check.optional("annotations.description", user_message, Limit::Long);
+        check.finish()?;
+        let (Some(error_code), Some(message), Some(service)) = (error_code, message, service)
+        else {
+            return Err(Vec::new()); // reported by the checker
+        };
+        let mut event = Event::new(
+            Arc::from(SOURCE),
+            error_code,
+            severity,
+            message,
+            service,
+            self.starts_at.unwrap_or(received_at),
+            received_at,
+        );
+        event.event_id = stable_id(&self.fingerprint, self.starts_at.unwrap_or(0));
+        event.dedup = true;
+        event.user_message = user_message;
+        let metadata = &mut event.metadata;
         for (k, v) in labels {
-            metadata.insert(k, Value::String(v));
+            metadata.insert(k, v);
         }
         for (k, v) in annotations {
-            metadata.insert(format!("annotation.{k}"), Value::String(v));
+            metadata.insert(format!("annotation.{k}"), v);
         }
         if let Some(url) = &self.generator_url {
-            metadata.insert("generatorURL".into(), Value::String(url.clone()));
+            metadata.insert("generatorURL".into(), url.clone());
         }
-        metadata.insert(
-            "fingerprint".into(),
-            Value::String(self.fingerprint.clone()),
-        );
+        metadata.insert("fingerprint".into(), self.fingerprint.clone());
         for (k, v) in extra {
-            metadata.insert(k.clone(), Value::String(v.clone()));
+            metadata.insert(k.clone(), v.clone());
         }
-
-        let event_id = stable_id(&self.fingerprint, self.starts_at.unwrap_or(0));
-        let seed = json!({
-            "eventId": event_id,
-            "errorCode": alertname,
-            "severity": severity.as_str(),
-            "message": message,
-            "serviceName": service,
-            "userMessage": user_message,
-            "timestamp": self.starts_at.unwrap_or(received_at),
-            "metadata": metadata,
-        });
-        let source: Arc<str> = Arc::from(SOURCE);
-        let service_field = format!("labels.{}", service_label.unwrap_or("service"));
-        let event = parse_event(item, &seed, &source, received_at).map_err(|errors| {
-            let mut out: Vec<FieldError> = Vec::new();
-            for mut e in errors {
-                e.field = match e.field.as_str() {
-                    "errorCode" => "labels.alertname".into(),
-                    "message" => message_field.into(),
-                    "serviceName" => service_field.clone(),
-                    "userMessage" => "annotations.description".into(),
-                    "timestamp" => "startsAt".into(),
-                    "eventId" => "fingerprint".into(),
-                    other => other.into(),
-                };
-                if !out.iter().any(|o| o.field == e.field) {
-                    out.push(e);
-                }
-            }
-            out
-        })?;
         let alert_id = event.event_id.clone();
-        let mut event = event;
         if self.resolved {
             event.resolved = true;
             event.event_id = resolution_id(&self.fingerprint, self.starts_at.unwrap_or(0));
@@ -489,7 +467,7 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
     let mut outcome = Outcome::default();
     let mut events = Vec::new();
     {
-        let mut seen = SEEN.lock();
+        let mut seen = ingest.recent().lock();
         for p in parsed {
             let state = match p.event.resolved {
                 false => Seen::Firing,
@@ -516,50 +494,6 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
     }
     ingest.submit(SOURCE, events).await?;
     Ok(outcome)
-}
-
-/// The last state in which an alert id was seen.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Seen {
-    Firing,
-    Resolved,
-}
-
-/// Alert ids recently seen, with their state and expiry (epoch ms).
-#[derive(Default)]
-struct SeenSet {
-    map: HashMap<String, (Seen, i64)>,
-}
-
-static SEEN: LazyLock<Mutex<SeenSet>> = LazyLock::new(Default::default);
-
-impl SeenSet {
-    /// Records `id` in `state`; true unless it was already in that state
-    /// and not expired.
-    fn first(&mut self, id: &str, state: Seen, now: i64) -> bool {
-        if let Some((s, expires)) = self.map.get(id) {
-            if *s == state && *expires > now {
-                return false;
-            }
-        }
-        if self.map.len() >= SEEN_CAP {
-            self.map.retain(|_, (_, expires)| *expires > now);
-            if self.map.len() >= SEEN_CAP {
-                tracing::warn!(
-                    cap = SEEN_CAP,
-                    "too many distinct alerts to remember; forgetting all"
-                );
-                self.map.clear();
-            }
-        }
-        let ttl = match state {
-            Seen::Firing => FIRING_TTL_MS,
-            Seen::Resolved => RESOLVED_TTL_MS,
-        };
-        self.map
-            .insert(id.to_string(), (state, now.saturating_add(ttl)));
-        true
-    }
 }
 
 /// Maps Prometheus severity labels onto tocsin's four levels.
@@ -597,25 +531,13 @@ pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
 /// A stable event id (UUID v8) for the alert `fingerprint` that started at
 /// `starts_at` (epoch ms, 0 when unknown).
 pub fn stable_id(fingerprint: &str, starts_at: i64) -> String {
-    uuid_of(&format!("alertmanager\0{fingerprint}\0{starts_at}"))
+    crate::event::id::derived(&["alertmanager", fingerprint, &starts_at.to_string()])
 }
 
 /// The id of the resolution of the alert [`stable_id`] names: another id,
 /// so a rule that counted the alert still takes its end.
 pub fn resolution_id(fingerprint: &str, starts_at: i64) -> String {
-    uuid_of(&format!(
-        "alertmanager-resolved\0{fingerprint}\0{starts_at}"
-    ))
-}
-
-/// A UUID v8 made of the hash of `text`.
-fn uuid_of(text: &str) -> String {
-    let hash = blake3::hash(text.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&hash.as_bytes()[..16]);
-    uuid::Builder::from_custom_bytes(bytes)
-        .into_uuid()
-        .to_string()
+    crate::event::id::derived(&["alertmanager-resolved", fingerprint, &starts_at.to_string()])
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -788,16 +710,5 @@ mod tests {
         assert_eq!(fields, vec!["labels.alertname"]);
         let errors = parse(&json!({"labels": {}}), false).err().expect("invalid");
         assert_eq!(errors[0].field, "labels");
-    }
-
-    #[test]
-    fn seen_set_dedupes_by_state_and_expires() {
-        let mut s = SeenSet::default();
-        assert!(s.first("a", Seen::Firing, 0));
-        assert!(!s.first("a", Seen::Firing, 1));
-        assert!(s.first("a", Seen::Resolved, 2));
-        assert!(!s.first("a", Seen::Resolved, 3));
-        assert!(s.first("a", Seen::Firing, 4));
-        assert!(s.first("a", Seen::Firing, 5 + FIRING_TTL_MS));
     }
 }

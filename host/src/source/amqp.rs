@@ -321,7 +321,7 @@ fn decode(
     if value.get("eventId").and_then(|v| v.as_str()).is_none() {
         event.event_id = match d.properties.message_id() {
             Some(id) if !id.as_str().is_empty() => id.to_string(),
-            _ => format!("sha-{}", &blake3::hash(&d.data).to_hex()[..32]),
+            _ => crate::event::id::of_bytes(&d.data),
         };
     }
     event.dedup = true;

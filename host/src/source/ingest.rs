@@ -1,6 +1,6 @@
-//! The narrow handle every HTTP source gets: the pipeline's submit side and
-//! the intake settings (tokens, Sentry keys and codes, the body limit),
-//! nothing of the rest of the engine. Like Vector's `SourceContext`, it
+//! The narrow handle every HTTP source gets: the pipeline's submit side,
+//! the intake settings (tokens, Sentry keys and codes, the body limit) and
+//! the ids seen recently, nothing of the rest of the engine. Like Vector's `SourceContext`, it
 //! keeps sources from depending on the engine that depends on them.
 
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct Ingest {
 struct Settings {
     config: IngestConfig,
     max_body_bytes: usize,
+    /// Alert ids seen recently (see [`super::recent`]).
+    recent: parking_lot::Mutex<super::recent::Recent>,
 }
 
 impl Ingest {
@@ -35,6 +37,7 @@ impl Ingest {
             settings: Arc::new(Settings {
                 config,
                 max_body_bytes,
+                recent: Default::default(),
             }),
         }
     }
@@ -42,6 +45,11 @@ impl Ingest {
     /// The `[ingest]` settings (tokens, Sentry keys and codes).
     pub fn config(&self) -> &IngestConfig {
         &self.settings.config
+    }
+
+    /// The alert ids this engine's sources saw recently.
+    pub fn recent(&self) -> &parking_lot::Mutex<super::recent::Recent> {
+        &self.settings.recent
     }
 
     /// Reads a request body under the size limit, decompressing it

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod body;
 pub mod http;
 pub mod ingest;
+pub mod recent;
 pub mod sentry;
 
 pub use ingest::Ingest;

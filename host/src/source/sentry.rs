@@ -26,7 +26,7 @@
 //!
 //! Answers `200 {"id": "<event_id>"}` like Sentry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -38,12 +38,9 @@ use serde_json::{json, Map, Value};
 
 use super::{auth, Ingest};
 use crate::config::IngestConfig;
-use crate::event::{now_ms, parse_event, Event, FieldError, Severity};
+use crate::event::{now_ms, Checker, Event, FieldError, Limit, Severity, MAX_LONG, MAX_SHORT};
 
 const SOURCE: &str = "sentry";
-/// Longest text field of an event (as [`crate::event`] accepts).
-const MAX_SHORT: usize = 256;
-const MAX_LONG: usize = 64 * 1024;
 
 /// Item types Sentry SDKs send that tocsin ignores, by name (others are
 /// counted as `other`).
@@ -415,7 +412,7 @@ pub fn map_event(
         _ => Severity::High,
     };
 
-    let mut metadata = Map::new();
+    let mut metadata = BTreeMap::new();
     let mut tag_service = None;
     match obj.get("tags") {
         Some(Value::Object(map)) => {
@@ -427,7 +424,7 @@ pub fn map_event(
                 if k == "service" {
                     tag_service = Some(v.clone());
                 }
-                metadata.insert(k.clone(), Value::String(v));
+                metadata.insert(k.clone(), v);
             }
         }
         // Older SDKs: a list of [key, value] pairs.
@@ -441,7 +438,7 @@ pub fn map_event(
                     if k == "service" {
                         tag_service = Some(v.clone());
                     }
-                    metadata.insert(k.clone(), Value::String(v));
+                    metadata.insert(k.clone(), v);
                 }
             }
         }
@@ -458,15 +455,15 @@ pub fn map_event(
         "transaction",
     ] {
         if let Some(v) = text(obj.get(key)) {
-            metadata.insert(key.into(), Value::String(v));
+            metadata.insert(key.into(), v);
         }
     }
-    metadata.insert("sentry.project".into(), Value::String(ctx.project.into()));
+    metadata.insert("sentry.project".into(), ctx.project.into());
     if let Some(t) = exc_type {
-        metadata.insert("exception.type".into(), Value::String(t));
+        metadata.insert("exception.type".into(), t);
     }
     if let Some(m) = exc_module {
-        metadata.insert("exception.module".into(), Value::String(m));
+        metadata.insert("exception.module".into(), m);
     }
     let service = server_name
         .or(tag_service.filter(|s| !s.trim().is_empty()))
@@ -500,33 +497,47 @@ pub fn map_event(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let seed = json!({
-        "eventId": id.hyphenated().to_string(),
-        "errorCode": code.map(|c| super::truncate(c, MAX_SHORT)),
-        "severity": severity.as_str(),
-        "message": message.map(|m| super::truncate(m, MAX_LONG)),
-        "serviceName": super::truncate(service, MAX_SHORT),
-        "timestamp": timestamp,
-        "userId": user.map(|u| super::truncate(u, MAX_SHORT)),
-        "stackTrace": stack,
-        "metadata": metadata,
-    });
-    let event = parse_event(item, &seed, &ctx.source, received_at).map_err(|errors| {
-        errors
-            .into_iter()
-            .map(|mut e| {
-                e.field = match e.field.as_str() {
-                    "errorCode" => "exception.values.type".into(),
-                    "serviceName" => "server_name".into(),
-                    "userId" => "user.id".into(),
-                    "stackTrace" => "exception.values.stacktrace".into(),
-                    "eventId" => "event_id".into(),
-                    other => other.into(),
-                };
-                e
-            })
-            .collect::<Vec<_>>()
-    })?;
+    // Producers we do not control: long texts are cut, not refused.
+    let mut check = Checker::new(item);
+    let code = check.required(
+        "exception.values.type",
+        code.map(|c| super::truncate(c, MAX_SHORT)),
+        Limit::Short,
+    );
+    let message = check.required(
+        "message",
+        message.map(|m| super::truncate(m, MAX_LONG)),
+        Limit::Long,
+    );
+    let service = check.required(
+        "server_name",
+        Some(super::truncate(service, MAX_SHORT)),
+        Limit::Short,
+    );
+    let user = check.optional(
+        "user.id",
+        user.map(|u| super::truncate(u, MAX_SHORT)),
+        Limit::Short,
+    );
+    let stack = check.optional("exception.values.stacktrace", stack, Limit::Long);
+    check.finish()?;
+    let (Some(code), Some(message), Some(service)) = (code, message, service) else {
+        return Err(Vec::new()); // reported by the checker
+    };
+    let mut event = Event::new(
+        ctx.source.clone(),
+        code,
+        severity,
+        message,
+        service,
+        timestamp,
+        received_at,
+    );
+    event.event_id = id.hyphenated().to_string();
+    event.dedup = true;
+    event.user_id = user;
+    event.stack_trace = stack;
+    event.metadata = metadata;
     Ok((event, id.simple().to_string()))
 }
 
