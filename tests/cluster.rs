@@ -151,7 +151,7 @@ fn assert_exact_frames(frames: &[Value]) {
 }
 
 /// What happens to the third instance mid-run.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Victim {
     /// Nothing: three instances throughout.
     None,
@@ -348,10 +348,12 @@ async fn run(victim: Victim, busy: bool) -> anyhow::Result<()> {
         outages += t.metric("tocsin_state_reconciled_total", &[]).await?;
     }
     let (distinct, raw) = unique()?;
-    eprintln!(
-        "cluster figures (busy: {busy}): alerts expected {ALERTS}, frames {}, emails {distinct} distinct / {raw} sent, slow Redis replies {slow}, journal entries replayed {outages}",
+    let figures = format!(
+        "cluster figures ({victim:?}, busy: {busy}): alerts expected {ALERTS}, frames {}, emails {distinct} distinct / {raw} sent, slow Redis replies {slow}, journal entries replayed {outages}",
         frames.len()
     );
+    eprintln!("{figures}");
+    tocsin_tests::record_figure(&figures);
     rabbit.cleanup().await;
     Ok(())
 }

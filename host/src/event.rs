@@ -407,7 +407,8 @@ fn parse_timestamp(value: &Value) -> Result<i64, String> {
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message (`a number`).
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

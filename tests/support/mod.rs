@@ -30,6 +30,20 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// Appends `line` to `target/test-figures.txt`: figures a passing test
+/// measured (its output is captured), for a closing note or a CI log.
+pub fn record_figure(line: &str) {
+    use std::io::Write;
+    let path = target_dir().join("test-figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// The `tocsin` binary under test (built by `cargo xtask test`).
 pub fn binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("TOCSIN_BIN") {

@@ -1,316 +1,14 @@
-//! Sentry SDK intake: `POST /api/{project}/envelope/` and
-//! `POST /api/{project}/store/`, so an SDK given the DSN
-//! `http://<key>@<tocsin host>/<project>` reports to tocsin.
-//!
-//! - Auth: the DSN public key, from `X-Sentry-Auth: Sentry sentry_key=...`,
-//!   `?sentry_key=`, or an envelope header's `dsn`; checked against
-//!   `[ingest] sentry_keys` (empty: any key).
-//! - Bodies: plain, gzip, deflate or br; chunked or not (see
-//!   [`super::body`]). Envelope items with or without `length`, the last
-//!   with or without a trailing newline.
-//! - Items of type `event` become events; every other type (session,
-//!   client_report, transaction, attachment...) is accepted and ignored.
-//!
-//! Mapping of an event: the last entry of `exception.values` gives the
-//! errorCode (its `type`, as `ZERO_DIVISION_ERROR`, per
-//! `[ingest] sentry_exception_code`), the message (`value`) and the stack
-//! trace (rendered like Python's, most recent call last). An event without
-//! an exception (`capture_message`) has errorCode
-//! `[ingest] sentry_message_code` and its `message` / `logentry` text.
-//! `level` gives the severity (fatal → critical, error → high, warning →
-//! medium, info/debug → low); `server_name`, else tag `service`, else
-//! `release` the serviceName (default `sentry-<project>`); tags, release,
-//! environment and server_name go to metadata; `user.id` to userId;
-//! `timestamp` (RFC 3339 or epoch seconds) to timestamp; `event_id` to the
-//! event id.
-//!
-//! Answers `200 {"id": "<event_id>"}` like Sentry.
+//! A Sentry event as a tocsin event: see the mapping in the module
+//! documentation of [`super`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::{auth, Ingest};
 use crate::config::IngestConfig;
-use crate::event::{now_ms, Checker, Event, FieldError, Limit, Severity, MAX_LONG, MAX_SHORT};
-
-const SOURCE: &str = "sentry";
-
-/// Item types Sentry SDKs send that tocsin ignores, by name (others are
-/// counted as `other`).
-const KNOWN_TYPES: &[&str] = &[
-    "session",
-    "sessions",
-    "client_report",
-    "transaction",
-    "attachment",
-    "profile",
-    "profile_chunk",
-    "replay_event",
-    "replay_recording",
-    "check_in",
-    "span",
-    "log",
-    "otel_log",
-    "statsd",
-    "metric_buckets",
-    "user_report",
-    "feedback",
-    "security",
-];
-
-/// `POST /api/{project}/envelope/`.
-pub async fn envelope(
-    State(ingest): State<Ingest>,
-    Path(project): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let cfg = ingest.config();
-    let key = auth::sentry_key(&headers, &query);
-    if key.is_some() {
-        if let Err(r) = auth::require_sentry_key(&cfg.sentry_keys, key.as_deref(), SOURCE) {
-            return r.into_response();
-        }
-    }
-    let bytes = match ingest.read_body(&headers, body, SOURCE).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let envelope = match parse_envelope(&bytes) {
-        Ok(e) => e,
-        Err(error) => return super::invalid(SOURCE, "envelope", 0, &[error]),
-    };
-    if key.is_none() {
-        let dsn = envelope
-            .header
-            .get("dsn")
-            .and_then(Value::as_str)
-            .and_then(auth::dsn_key);
-        if let Err(r) = auth::require_sentry_key(&cfg.sentry_keys, dsn.as_deref(), SOURCE) {
-            return r.into_response();
-        }
-    }
-    let header_id = envelope.header.get("event_id").and_then(Value::as_str);
-    let ctx = Ctx::new(cfg, &project);
-    let received_at = now_ms();
-    let mut events = Vec::new();
-    let mut errors = Vec::new();
-    let mut first_id = None;
-    for item in &envelope.items {
-        if item.kind != "event" {
-            let kind = KNOWN_TYPES
-                .iter()
-                .find(|k| **k == item.kind)
-                .copied()
-                .unwrap_or("other");
-            metrics::counter!("tocsin_ingest_ignored_total", "source" => SOURCE, "kind" => kind)
-                .increment(1);
-            continue;
-        }
-        let value: Value = match serde_json::from_slice(item.payload) {
-            Ok(v) => v,
-            Err(e) => {
-                errors.push(FieldError {
-                    item: item.index,
-                    field: String::new(),
-                    reason: format!("event item is not valid JSON: {e}"),
-                });
-                continue;
-            }
-        };
-        match map_event(item.index, &value, &ctx, header_id, received_at) {
-            Ok((event, id)) => {
-                first_id.get_or_insert(id);
-                events.push(event);
-            }
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
-    if !errors.is_empty() {
-        return super::invalid(SOURCE, "envelope", 0, &errors);
-    }
-    if let Err(r) = ingest.submit(SOURCE, events).await {
-        return r;
-    }
-    match header_id.map(str::to_string).or(first_id) {
-        Some(id) => Json(json!({ "id": id })).into_response(),
-        None => Json(json!({})).into_response(),
-    }
-}
-
-/// `POST /api/{project}/store/`: one event as JSON (older SDKs).
-pub async fn store(
-    State(ingest): State<Ingest>,
-    Path(project): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let cfg = ingest.config();
-    let key = auth::sentry_key(&headers, &query);
-    if let Err(r) = auth::require_sentry_key(&cfg.sentry_keys, key.as_deref(), SOURCE) {
-        return r.into_response();
-    }
-    let bytes = match ingest.read_body(&headers, body, SOURCE).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let value: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return super::invalid(
-                SOURCE,
-                "event",
-                0,
-                &[FieldError {
-                    item: 0,
-                    field: String::new(),
-                    reason: format!("body is not valid JSON: {e}"),
-                }],
-            )
-        }
-    };
-    let ctx = Ctx::new(cfg, &project);
-    match map_event(0, &value, &ctx, None, now_ms()) {
-        Ok((event, id)) => match ingest.submit(SOURCE, vec![event]).await {
-            Ok(()) => Json(json!({ "id": id })).into_response(),
-            Err(r) => r,
-        },
-        Err(errors) => super::invalid(SOURCE, "event", 0, &errors),
-    }
-}
-
-/// A parsed envelope: its header and items (payloads borrow the body).
-#[derive(Debug)]
-pub struct Envelope<'a> {
-    pub header: Map<String, Value>,
-    pub items: Vec<Item<'a>>,
-}
-
-/// One envelope item.
-#[derive(Debug)]
-pub struct Item<'a> {
-    /// Position among the items (0-based), as errors name it.
-    pub index: usize,
-    pub kind: String,
-    pub payload: &'a [u8],
-}
-
-/// Splits at the first newline: the line (without `\r\n` / `\n`) and what
-/// follows it.
-fn split_line(data: &[u8]) -> (&[u8], &[u8]) {
-    match data.iter().position(|b| *b == b'\n') {
-        Some(i) => {
-            let line = &data[..i];
-            (line.strip_suffix(b"\r").unwrap_or(line), &data[i + 1..])
-        }
-        None => (data, &[]),
-    }
-}
-
-/// Parses Sentry's envelope format: a JSON header line, then items, each a
-/// JSON header line and a payload of `length` bytes or, without `length`,
-/// up to the next newline.
-pub fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, FieldError> {
-    let fail = |item: usize, field: &str, reason: String| FieldError {
-        item,
-        field: field.into(),
-        reason,
-    };
-    let (line, mut rest) = split_line(data);
-    let header = match serde_json::from_slice::<Value>(line) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            return Err(fail(0, "envelope header", "must be a JSON object".into()));
-        }
-        Err(e) => {
-            return Err(fail(
-                0,
-                "envelope header",
-                format!("is not valid JSON: {e}"),
-            ));
-        }
-    };
-    let mut items = Vec::new();
-    loop {
-        // Blank lines between items are tolerated.
-        let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
-        rest = &rest[skip..];
-        if rest.is_empty() {
-            break;
-        }
-        let index = items.len();
-        let (line, after) = split_line(rest);
-        let item_header = match serde_json::from_slice::<Value>(line) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(fail(index, "item header", "must be a JSON object".into())),
-            Err(e) => {
-                return Err(fail(
-                    index,
-                    "item header",
-                    format!("is not valid JSON: {e}"),
-                ))
-            }
-        };
-        let kind = match item_header.get("type") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            _ => {
-                return Err(fail(
-                    index,
-                    "type",
-                    "item header needs a string `type`".into(),
-                ))
-            }
-        };
-        let payload;
-        match item_header.get("length") {
-            None | Some(Value::Null) => {
-                let (line, after) = split_line(after);
-                payload = line;
-                rest = after;
-            }
-            Some(Value::Number(n)) => {
-                let Some(len) = n.as_u64().and_then(|l| usize::try_from(l).ok()) else {
-                    return Err(fail(index, "length", format!("{n} is not a byte count")));
-                };
-                if len > after.len() {
-                    return Err(fail(
-                        index,
-                        "length",
-                        format!("says {len} bytes but only {} follow", after.len()),
-                    ));
-                }
-                payload = &after[..len];
-                let tail = &after[len..];
-                rest = tail
-                    .strip_prefix(b"\r\n")
-                    .or_else(|| tail.strip_prefix(b"\n"))
-                    .unwrap_or(tail);
-            }
-            Some(other) => {
-                return Err(fail(
-                    index,
-                    "length",
-                    format!("must be a number, got {other}"),
-                ));
-            }
-        }
-        items.push(Item {
-            index,
-            kind,
-            payload,
-        });
-    }
-    Ok(Envelope { header, items })
-}
+use crate::event::{Checker, Event, FieldError, Limit, Severity, MAX_LONG, MAX_SHORT};
+use crate::source::truncate;
 
 /// How events are coded, and for which project.
 pub struct Ctx<'a> {
@@ -326,7 +24,7 @@ impl<'a> Ctx<'a> {
             project,
             exception_code: &cfg.sentry_exception_code,
             message_code: &cfg.sentry_message_code,
-            source: Arc::from(SOURCE),
+            source: Arc::from(super::SOURCE),
         }
     }
 }
@@ -414,35 +112,27 @@ pub fn map_event(
 
     let mut metadata = BTreeMap::new();
     let mut tag_service = None;
-    match obj.get("tags") {
-        Some(Value::Object(map)) => {
-            for (k, v) in map {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                if k == "service" {
-                    tag_service = Some(v.clone());
-                }
-                metadata.insert(k.clone(), v);
-            }
+    // A map, or (older SDKs) a list of [key, value] pairs.
+    let tags: Vec<(&str, &Value)> = match obj.get("tags") {
+        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+        Some(Value::Array(pairs)) => pairs
+            .iter()
+            .filter_map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([Value::String(k), v]) => Some((k.as_str(), v)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (k, v) in tags {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if k == "service" {
+            tag_service = Some(v.clone());
         }
-        // Older SDKs: a list of [key, value] pairs.
-        Some(Value::Array(pairs)) => {
-            for pair in pairs {
-                if let Some([Value::String(k), v]) = pair.as_array().map(Vec::as_slice) {
-                    let v = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    if k == "service" {
-                        tag_service = Some(v.clone());
-                    }
-                    metadata.insert(k.clone(), v);
-                }
-            }
-        }
-        _ => {}
+        metadata.insert(k.to_string(), v);
     }
     let server_name = text(obj.get("server_name"));
     let release = text(obj.get("release"));
@@ -501,22 +191,22 @@ pub fn map_event(
     let mut check = Checker::new(item);
     let code = check.required(
         "exception.values.type",
-        code.map(|c| super::truncate(c, MAX_SHORT)),
+        code.map(|c| truncate(c, MAX_SHORT)),
         Limit::Short,
     );
     let message = check.required(
         "message",
-        message.map(|m| super::truncate(m, MAX_LONG)),
+        message.map(|m| truncate(m, MAX_LONG)),
         Limit::Long,
     );
     let service = check.required(
         "server_name",
-        Some(super::truncate(service, MAX_SHORT)),
+        Some(truncate(service, MAX_SHORT)),
         Limit::Short,
     );
     let user = check.optional(
         "user.id",
-        user.map(|u| super::truncate(u, MAX_SHORT)),
+        user.map(|u| truncate(u, MAX_SHORT)),
         Limit::Short,
     );
     let stack = check.optional("exception.values.stacktrace", stack, Limit::Long);
@@ -642,7 +332,7 @@ fn render_stack(exception: &Map<String, Value>) -> Option<String> {
         Some(v) if !v.is_empty() => format!("{ty}: {v}"),
         _ => ty.to_string(),
     };
-    let tail = super::truncate(tail, MAX_LONG / 4);
+    let tail = truncate(tail, MAX_LONG / 4);
     // Keep the most recent frames that fit.
     let budget = MAX_LONG - head.len() - tail.len() - 64;
     let mut kept = 0;
@@ -885,28 +575,5 @@ mod tests {
         assert!(s.contains("earlier frame(s) omitted"));
         assert!(s.contains("f4999.py"));
         assert!(!s.contains("\"f0.py\""));
-    }
-
-    #[test]
-    fn envelopes_with_and_without_lengths() {
-        let body = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n{\"type\":\"attachment\",\"length\":10}\nhello\nworl\n{\"type\":\"event\"}\n{\"message\":\"x\"}";
-        let env = parse_envelope(body).expect("valid");
-        assert_eq!(env.items.len(), 2);
-        assert_eq!(env.items[0].payload, b"hello\nworl");
-        assert_eq!(
-            (env.items[1].kind.as_str(), env.items[1].payload),
-            ("event", &b"{\"message\":\"x\"}"[..])
-        );
-        let body = b"{}\n{\"type\":\"event\",\"length\":2}\n{}\n\n{\"type\":\"session\"}\n{}\n";
-        let env = parse_envelope(body).expect("valid");
-        assert_eq!(env.items.len(), 2);
-        let env = parse_envelope(b"{}").expect("header only");
-        assert!(env.items.is_empty());
-        let e = parse_envelope(b"{}\n{\"type\":\"event\",\"length\":99}\n{}").expect_err("short");
-        assert_eq!((e.item, e.field.as_str()), (0, "length"));
-        let e = parse_envelope(b"{}\n{\"type\":\"session\"}\n{}\nnot json\n").expect_err("bad");
-        assert_eq!((e.item, e.field.as_str()), (1, "item header"));
-        let e = parse_envelope(b"nope").expect_err("bad header");
-        assert_eq!(e.field, "envelope header");
     }
 }

@@ -1,221 +1,17 @@
-//! Prometheus and Alertmanager intake.
-//!
-//! - `POST /api/v2/alerts`: Alertmanager's v2 API (`postableAlerts`: an
-//!   array of `{labels, annotations, startsAt, endsAt, generatorURL}`), so
-//!   Prometheus (`alerting.alertmanagers`) and `amtool alert add` can point
-//!   at tocsin. Answers `200` with an empty body, like Alertmanager.
-//! - `GET /api/v2/status`: enough of Alertmanager's status for `amtool`'s
-//!   version check and other clients.
-//! - `POST /v1/ingest/alertmanager`: Alertmanager's webhook payload
-//!   (version 4), for a `webhook_configs` receiver pointing at tocsin.
-//!
-//! Mapping: label `alertname` → errorCode; label `severity` → severity
-//! (`critical`, `high`/`error`, `medium`/`warning`, `low`/`info`/`none`;
-//! otherwise medium); label `service`, else `job`, else `instance` →
-//! serviceName (default `prometheus`); annotation `summary`, else
-//! `description`, else (amtool style) label `summary` / `description`,
-//! else the alertname → message; `description` →
-//! userMessage when the summary was the message; every other label →
-//! metadata, every other annotation → metadata `annotation.<name>`,
-//! `generatorURL` and the label fingerprint → metadata; `startsAt` →
-//! timestamp.
-//!
-//! The event id is derived from the alert's fingerprint (Prometheus's hash
-//! of the label set, or the webhook's `fingerprint`) and `startsAt`, so the
-//! same alert posted twice has the same id. Prometheus re-sends firing
-//! alerts every minute and Alertmanager re-sends a whole group whenever it
-//! changes; a firing alert already seen (within [`super::recent::FIRING_TTL_MS`]) is
-//! therefore not submitted again, only counted in
-//! `tocsin_ingest_duplicates_total`.
-//!
-//! A resolved alert (`endsAt` in the past, or webhook `status: resolved`)
-//! is not an error: it is counted in `tocsin_resolutions_total{source}` and
-//! submitted as an event with `resolved` set (its own id, and `endsAt` in
-//! its metadata). Rules that match it notify a resolution through their
-//! channels instead of counting it (see [`crate::pipeline::resolve`]).
-//!
-//! Like Alertmanager, the valid alerts of a batch are kept when others are
-//! invalid; the `400` names each invalid item and field.
+//! An Alertmanager alert as a tocsin event: see the mapping in the module
+//! documentation of [`super`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::recent::Seen;
-use super::{auth, Ingest};
-use crate::event::{now_ms, Checker, Event, FieldError, Limit, Severity};
-
-const SOURCE: &str = "alertmanager";
-
-/// `POST /api/v2/alerts`.
-pub async fn post_alerts(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
-    let value = match read_json(&ingest, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let Some(items) = value.as_array() else {
-        return super::invalid(
-            SOURCE,
-            "alerts",
-            0,
-            &[FieldError {
-                item: 0,
-                field: String::new(),
-                reason: "expected a JSON array of alerts (Alertmanager's postableAlerts)".into(),
-            }],
-        );
-    };
-    let received_at = now_ms();
-    let mut parsed = Vec::new();
-    let mut errors = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match read_alert(i, item, received_at, false).and_then(|a| a.classify(i, received_at, &[]))
-        {
-            Ok(p) => parsed.push(p),
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
-    let outcome = match submit(&ingest, parsed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    if !errors.is_empty() {
-        return super::invalid(SOURCE, "alerts", outcome.accepted(), &errors);
-    }
-    // Alertmanager answers an empty 200.
-    StatusCode::OK.into_response()
-}
-
-/// `POST /v1/ingest/alertmanager`: an Alertmanager webhook notification.
-pub async fn post_webhook(
-    State(ingest): State<Ingest>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let value = match read_json(&ingest, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let top_error = |field: &str, reason: String| {
-        super::invalid(
-            SOURCE,
-            "webhook payload",
-            0,
-            &[FieldError {
-                item: 0,
-                field: field.into(),
-                reason,
-            }],
-        )
-    };
-    let Some(object) = value.as_object() else {
-        return top_error(
-            "",
-            "expected Alertmanager's webhook payload (a JSON object with `alerts`)".into(),
-        );
-    };
-    if let Some(version) = object.get("version").and_then(Value::as_str) {
-        if version != "4" {
-            tracing::warn!(
-                version,
-                "Alertmanager webhook payload version is not 4; reading it as 4"
-            );
-        }
-    }
-    let Some(alerts) = object.get("alerts").and_then(Value::as_array) else {
-        return top_error("alerts", "is required and must be an array".into());
-    };
-    let mut extra = Vec::new();
-    for (key, name) in [
-        ("receiver", "alertmanager.receiver"),
-        ("externalURL", "alertmanager.externalURL"),
-    ] {
-        if let Some(v) = object
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
-            extra.push((name.to_string(), v.to_string()));
-        }
-    }
-    let received_at = now_ms();
-    let mut parsed = Vec::new();
-    let mut errors = Vec::new();
-    for (i, item) in alerts.iter().enumerate() {
-        match read_alert(i, item, received_at, true)
-            .and_then(|a| a.classify(i, received_at, &extra))
-        {
-            Ok(p) => parsed.push(p),
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
-    let outcome = match submit(&ingest, parsed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    if !errors.is_empty() {
-        return super::invalid(SOURCE, "alerts", outcome.accepted(), &errors);
-    }
-    Json(json!({
-        "accepted": outcome.events,
-        "resolved": outcome.resolutions,
-        "duplicates": outcome.duplicates,
-    }))
-    .into_response()
-}
-
-/// `GET /api/v2/status`: Alertmanager's `alertmanagerStatus`.
-pub async fn status(State(ingest): State<Ingest>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth::require_bearer(&headers, &ingest.config().alertmanager_token, SOURCE) {
-        return r.into_response();
-    }
-    let uptime = super::started()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    Json(json!({
-        "cluster": { "name": "tocsin", "status": "ready", "peers": [] },
-        "versionInfo": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": "tocsin",
-            "branch": "",
-            "buildUser": "tocsin",
-            "buildDate": "",
-            "goVersion": "none (tocsin, Alertmanager v2 API subset)",
-        },
-        "config": { "original": "" },
-        "uptime": uptime,
-    }))
-    .into_response()
-}
-
-/// Authenticates, reads and parses the body as JSON.
-async fn read_json(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
-    auth::require_bearer(headers, &ingest.config().alertmanager_token, SOURCE)
-        .map_err(IntoResponse::into_response)?;
-    let bytes = ingest.read_body(headers, body, SOURCE).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        super::invalid(
-            SOURCE,
-            "alerts",
-            0,
-            &[FieldError {
-                item: 0,
-                field: String::new(),
-                reason: format!("body is not valid JSON: {e}"),
-            }],
-        )
-    })
-}
+use super::SOURCE;
+use crate::event::{json_kind, Checker, Event, FieldError, Limit, Severity};
 
 /// One alert as posted.
 #[derive(Debug)]
-struct RawAlert {
+pub(super) struct RawAlert {
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     /// `startsAt` in epoch ms; `None` when absent or Go's zero time.
@@ -229,16 +25,16 @@ struct RawAlert {
 
 /// A valid alert as an event: a new error, or the end of one (`resolved`
 /// set, see [`crate::pipeline::resolve`]).
-struct Parsed {
+pub(super) struct Parsed {
     /// The alert's id ([`stable_id`]) whatever its state: what re-sends
     /// are recognised by.
-    alert_id: String,
-    event: Event,
+    pub(super) alert_id: String,
+    pub(super) event: Event,
 }
 
 /// Reads the shape of item `i`; `webhook` items carry `status` and
 /// `fingerprint`.
-fn read_alert(
+pub(super) fn read_alert(
     i: usize,
     value: &Value,
     now: i64,
@@ -253,7 +49,10 @@ fn read_alert(
         })
     };
     let Some(object) = value.as_object() else {
-        err("", format!("expected an alert object, got {}", kind(value)));
+        err(
+            "",
+            format!("expected an alert object, got {}", json_kind(value)),
+        );
         return Err(errors);
     };
     let mut string_map = |field: &str, required: bool| -> BTreeMap<String, String> {
@@ -269,7 +68,7 @@ fn read_alert(
                         }
                         other => err(
                             &format!("{field}.{k}"),
-                            format!("must be a string, got {}", kind(other)),
+                            format!("must be a string, got {}", json_kind(other)),
                         ),
                     }
                 }
@@ -277,7 +76,10 @@ fn read_alert(
                     err(field, "must not be empty".into());
                 }
             }
-            Some(other) => err(field, format!("must be an object, got {}", kind(other))),
+            Some(other) => err(
+                field,
+                format!("must be an object, got {}", json_kind(other)),
+            ),
         }
         out
     };
@@ -298,7 +100,7 @@ fn read_alert(
             Some(other) => {
                 err(
                     field,
-                    format!("must be an RFC 3339 string, got {}", kind(other)),
+                    format!("must be an RFC 3339 string, got {}", json_kind(other)),
                 );
                 None
             }
@@ -313,7 +115,7 @@ fn read_alert(
         Some(other) => {
             err(
                 "generatorURL",
-                format!("must be a string, got {}", kind(other)),
+                format!("must be a string, got {}", json_kind(other)),
             );
             None
         }
@@ -337,7 +139,7 @@ fn read_alert(
             Some(Value::String(_)) => {}
             Some(other) => err(
                 "fingerprint",
-                format!("must be a string, got {}", kind(other)),
+                format!("must be a string, got {}", json_kind(other)),
             ),
         }
     }
@@ -359,7 +161,7 @@ fn read_alert(
 impl RawAlert {
     /// Maps the alert to an event (checked by [`Checker`], errors named by
     /// the alert's fields) and, when resolved, to a resolution instead.
-    fn classify(
+    pub(super) fn classify(
         self,
         item: usize,
         received_at: i64,
@@ -446,56 +248,6 @@ impl RawAlert {
     }
 }
 
-/// What one request did.
-#[derive(Default)]
-struct Outcome {
-    events: usize,
-    resolutions: usize,
-    duplicates: usize,
-}
-
-impl Outcome {
-    fn accepted(&self) -> usize {
-        self.events + self.resolutions + self.duplicates
-    }
-}
-
-/// Drops alerts already seen and submits the new firing and resolved
-/// alerts, in order.
-async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Response> {
-    let now = now_ms();
-    let mut outcome = Outcome::default();
-    let mut events = Vec::new();
-    {
-        let mut seen = ingest.recent().lock();
-        for p in parsed {
-            let state = match p.event.resolved {
-                false => Seen::Firing,
-                true => Seen::Resolved,
-            };
-            if !seen.first(&p.alert_id, state, now) {
-                outcome.duplicates += 1;
-                continue;
-            }
-            match state {
-                Seen::Firing => outcome.events += 1,
-                Seen::Resolved => outcome.resolutions += 1,
-            }
-            events.push(p.event);
-        }
-    }
-    if outcome.duplicates > 0 {
-        metrics::counter!("tocsin_ingest_duplicates_total", "source" => SOURCE)
-            .increment(outcome.duplicates as u64);
-    }
-    if outcome.resolutions > 0 {
-        metrics::counter!("tocsin_resolutions_total", "source" => SOURCE)
-            .increment(outcome.resolutions as u64);
-    }
-    ingest.submit(SOURCE, events).await?;
-    Ok(outcome)
-}
-
 /// Maps Prometheus severity labels onto tocsin's four levels.
 fn map_severity(label: &str) -> Option<Severity> {
     Severity::parse(label).or(match label.to_ascii_lowercase().as_str() {
@@ -546,20 +298,10 @@ fn parse_time(s: &str) -> Result<i64, String> {
     Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN))
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(v: &Value, webhook: bool) -> Result<Parsed, Vec<FieldError>> {
         let now = 1_800_000_000_000;
