@@ -1,13 +1,15 @@
-//! The event pipeline: source → match → aggregate → route → deliver.
+//! The event pipeline: source → match → aggregate → route → notify →
+//! commit → deliver.
 //!
 //! Sources push accepted events into a bounded queue as jobs. Workers take
 //! jobs in batches (one plugin call per rule per batch amortises the cost of
 //! entering WebAssembly), and run each stage, one module each:
 //! [`matcher`] picks the rules (skipping events a rule already counted),
-//! [`aggregate`] turns events into alerts, [`route`] picks channels, and
-//! [`notify`] renders them and hands deliveries to the delivery stage. Each
-//! batch runs on the generation current when it started, so a hot swap
-//! never splits a batch between two versions.
+//! [`aggregate`] turns events into alerts ([`resolve`] turns resolved
+//! alerts into resolutions), [`route`] picks channels, [`notify`] renders
+//! them and hands deliveries to the delivery stage, and [`commit`] makes
+//! the batch durable. Each batch runs on the generation current when it
+//! started, so a hot swap never splits a batch between two versions.
 //!
 //! Durability, in order, for a batch that produced notifications or whose
 //! source needs to know (AMQP acks only durable work):
@@ -29,6 +31,7 @@
 //! its frames go out before the commit, for latency.
 
 pub mod aggregate;
+pub mod commit;
 pub mod matcher;
 pub mod notify;
 pub mod replay;
@@ -48,6 +51,7 @@ use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
 use crate::state::{StateOps, StateStore, StateView, Txn};
 use crate::trace::{Step, Traces};
+use commit::Retry;
 
 /// Largest batch a worker takes at once (a larger job runs alone).
 pub const MAX_BATCH: usize = 512;
@@ -270,28 +274,11 @@ impl Worker {
             if scope.journal {
                 replay::journal(&scope.store, events, &batch.counted).await;
             }
-            let frames = std::mem::take(&mut batch.out.frames);
             let mut fired: HashMap<String, u64> = HashMap::new();
             for n in &batch.out.notifications {
                 *fired.entry(n.rule.clone()).or_default() += 1;
             }
-            let durable = match &txn {
-                // Shared state: a batch can be redone (lost locks), so its
-                // frames wait for the commit.
-                Some(t) => {
-                    let r = commit_shared(t, &self.state, &self.deliverer, batch.out).await;
-                    if r.is_ok() {
-                        self.deliverer.publish(frames);
-                    }
-                    r
-                }
-                // Local state: a batch runs once; its frames go out at once
-                // (only a crash before the commit could repeat them).
-                None => {
-                    self.deliverer.publish(frames);
-                    make_durable(&scope.store, &self.deliverer, batch.out, sync).await
-                }
-            };
+            let durable = commit::run(&scope, &self.deliverer, batch.out, sync).await;
             match durable {
                 Err(Retry::Again(e)) => {
                     // Nothing of this attempt reached shared state: redo it.
@@ -494,84 +481,6 @@ struct Evaluated {
     steps: Vec<(String, Step)>,
     /// Per rule that counted events: which, and the alert keys fired.
     counted: Vec<replay::Counted>,
-}
-
-/// Why a batch's effects are not durable.
-enum Retry {
-    /// Nothing was committed; the batch can be redone.
-    Again(String),
-    /// Failed after (or regardless of) the commit point.
-    Failed(String),
-}
-
-/// Commits a batch's shared-state transaction together with its outbox
-/// entries (see [`crate::state::redis::txn`] and [`crate::cluster`]), then records
-/// the batch in the local outbox.
-async fn commit_shared(
-    txn: &Txn,
-    state: &StateStore,
-    deliverer: &Deliverer,
-    out: Outgoing,
-) -> Result<(), Retry> {
-    let StateStore::Redis(redis) = state else {
-        return Err(Retry::Failed(
-            "a transaction needs the Redis backend".into(),
-        ));
-    };
-    let hash = crate::cluster::outbox_key(redis.instance());
-    let fields = crate::cluster::shared_entries(&out);
-    let notes = crate::cluster::notification_only(&fields);
-    for (field, json) in fields {
-        txn.hash_set(&hash, field, json).await;
-    }
-    match txn.commit().await {
-        Ok(()) => {}
-        // Applied after all: go on as committed (redoing would count twice).
-        Err(crate::state::TxnError::Unknown(e)) => {
-            if !txn.resolve().await {
-                return Err(Retry::Again(e));
-            }
-            tracing::info!("a commit Redis did not answer had applied");
-        }
-        Err(e) => return Err(Retry::Again(e.to_string())),
-    }
-    deliverer
-        .commit(out)
-        .await
-        .map_err(|e| Retry::Failed(e.to_string()))?;
-    if !notes.is_empty() {
-        redis.forget_fields(&hash, &notes).await;
-    }
-    Ok(())
-}
-
-/// Makes a batch's effects durable in the order the module documentation gives.
-async fn make_durable(
-    state: &StateStore,
-    deliverer: &Deliverer,
-    out: Outgoing,
-    sync: bool,
-) -> Result<(), Retry> {
-    if out.is_empty() {
-        return if sync {
-            state.sync().await.map_err(|e| Retry::Failed(e.to_string()))
-        } else {
-            Ok(())
-        };
-    }
-    let intent = serde_json::to_string(&out)
-        .map_err(|e| Retry::Failed(format!("encoding the outbox intent: {e}")))?;
-    let key = state.put_intent(intent).await;
-    state
-        .sync()
-        .await
-        .map_err(|e| Retry::Failed(e.to_string()))?;
-    deliverer
-        .commit(out)
-        .await
-        .map_err(|e| Retry::Failed(e.to_string()))?;
-    state.drop_intent(&key).await;
-    Ok(())
 }
 
 /// Whether `alert` stands for `event`: its `error-code` and `service`

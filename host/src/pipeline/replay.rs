@@ -29,7 +29,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::{commit_shared, Retry, Worker, COMMIT_ATTEMPTS};
+use super::commit::{self, Retry};
+use super::{Worker, COMMIT_ATTEMPTS};
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
 use crate::state::{journal_key, RedisState, StateOps, StateStore, StateView};
@@ -244,7 +245,7 @@ impl Worker {
             txn.set(&key, text, Some(BUDGET_TTL_MS)).await;
             let frames = std::mem::take(&mut batch.out.frames);
             let fired = batch.out.notifications.len() as u64;
-            match commit_shared(&txn, &self.state, &self.deliverer, batch.out).await {
+            match commit::shared(&txn, &self.state, &self.deliverer, batch.out).await {
                 Ok(()) => {
                     self.deliverer.publish(frames);
                     metrics::counter!("tocsin_alerts_total", "rule" => rule.name.to_string())
