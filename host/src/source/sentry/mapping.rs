@@ -1,5 +1,6 @@
 //! A Sentry event as a tocsin event: see the mapping in the module
-//! documentation of [`super`].
+//! documentation of [`super`]. About a third of this file is its tests,
+//! which read real SDK payloads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
