@@ -277,10 +277,15 @@ grants = {{ email = ["default"] }}
 /// A rule alerting on every `code` event through a webhook to `hook`,
 /// with `extra` lines for the channel (e.g. its retry policy).
 fn webhook_rule(code: &str, hook: &WebhookReceiver, extra: &str) -> String {
+    webhook_rule_matching(&format!("codes = [\"{code}\"]"), hook, extra)
+}
+
+/// The same for the events `matcher` (a `[match]` line) selects.
+fn webhook_rule_matching(matcher: &str, hook: &WebhookReceiver, extra: &str) -> String {
     format!(
         r#"
 [match]
-codes = ["{code}"]
+{matcher}
 [aggregate]
 plugin = "threshold"
 config = {{ threshold = 1, window = "1h" }}
@@ -464,20 +469,7 @@ async fn a_resolved_alertmanager_alert_reaches_the_webhook_through_the_outbox() 
 {
     const TOKEN: &str = "am-resolve-token";
     let hook = WebhookReceiver::start(&[], 200).await?;
-    let rule = format!(
-        r#"
-[match]
-sources = ["alertmanager"]
-[aggregate]
-plugin = "threshold"
-config = {{ threshold = 1, window = "1h" }}
-[[channels]]
-plugin = "webhook"
-config = {{ url = "{}" }}
-grants = {{ http = ["127.0.0.1"] }}
-"#,
-        hook.url()
-    );
+    let rule = webhook_rule_matching(r#"sources = ["alertmanager"]"#, &hook, "");
     let setup = Setup {
         env: vec![
             ("TOCSIN_ENGINE_WORKERS".into(), "1".into()),

@@ -70,14 +70,13 @@ impl Ingest {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events.iter().filter(|e| !e.resolved).count() as u64;
-        match self.pipeline.submit(events).await {
-            Ok(()) => {
-                metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
-                Ok(())
-            }
-            Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-        }
+        let n = errors_among(&events);
+        self.pipeline
+            .submit(events)
+            .await
+            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
+        Ok(())
     }
 
     /// Like [`Self::submit`], and the receiver resolves once everything
@@ -87,13 +86,19 @@ impl Ingest {
         source: &'static str,
         events: Vec<Event>,
     ) -> Result<tokio::sync::oneshot::Receiver<JobOutcome>, Response> {
-        let n = events.iter().filter(|e| !e.resolved).count() as u64;
-        match self.pipeline.submit_tracked(events).await {
-            Ok(rx) => {
-                metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
-                Ok(rx)
-            }
-            Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-        }
+        let n = errors_among(&events);
+        let rx = self
+            .pipeline
+            .submit_tracked(events)
+            .await
+            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
+        Ok(rx)
     }
+}
+
+/// How many of `events` are errors (what `tocsin_events_received_total`
+/// counts; resolutions have `tocsin_resolutions_total`).
+fn errors_among(events: &[Event]) -> u64 {
+    events.iter().filter(|e| !e.resolved).count() as u64
 }
