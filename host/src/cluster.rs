@@ -30,9 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
 
-use crate::deliver::{Deliverer, DeliveryRow, NotificationRow, Outgoing, Status};
+use crate::deliver::shared::decode;
+use crate::deliver::{Deliverer, Status};
+use crate::state::redis::outbox_key;
 use crate::state::RedisState;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -44,19 +45,6 @@ const SWEEP_EVERY_TICKS: u64 = 30;
 /// drops it from the members (KEYS[5], ARGV[1]), and notes what was taken
 /// (KEYS[4], a week) for the dead instance to retire should it come back.
 const TAKE_OVER: &str = include_str!("lua/take-over.lua");
-
-/// One shared-outbox entry: a delivery with its notification, or a
-/// notification that has no delivery (kept until recorded locally).
-#[derive(Serialize, Deserialize)]
-pub struct SharedEntry {
-    pub notification: Option<NotificationRow>,
-    pub delivery: Option<DeliveryRow>,
-}
-
-/// The Redis hash holding `instance`'s unsettled deliveries (unprefixed).
-pub fn outbox_key(instance: &str) -> String {
-    format!("\u{1e}outbox\u{1f}{instance}")
-}
 
 fn taken_key(instance: &str) -> String {
     format!("\u{1e}taken\u{1f}{instance}")
@@ -72,52 +60,6 @@ const MEMBERS: &str = "\u{1e}instances";
 /// membership (KEYS[2], ARGV[1]) together, so an instance dropped from the
 /// members while it could not reach Redis joins again.
 const HEARTBEAT: &str = include_str!("lua/heartbeat.lua");
-
-/// Hash fields of a batch's outgoing work: `d:<delivery>` and
-/// `n:<notification>` (notifications without deliveries).
-pub fn shared_entries(out: &Outgoing) -> Vec<(String, String)> {
-    let by_id: HashMap<&str, &NotificationRow> = out
-        .notifications
-        .iter()
-        .map(|n| (n.id.as_str(), n))
-        .collect();
-    let mut with_delivery = std::collections::HashSet::new();
-    let mut fields = Vec::new();
-    for d in &out.deliveries {
-        with_delivery.insert(d.notification_id.as_str());
-        let entry = SharedEntry {
-            notification: by_id.get(d.notification_id.as_str()).map(|n| (*n).clone()),
-            delivery: Some(d.clone()),
-        };
-        if let Ok(json) = serde_json::to_string(&entry) {
-            fields.push((format!("d:{}", d.id), json));
-        }
-    }
-    for n in &out.notifications {
-        if with_delivery.contains(n.id.as_str()) {
-            continue;
-        }
-        let entry = SharedEntry {
-            notification: Some(n.clone()),
-            delivery: None,
-        };
-        if let Ok(json) = serde_json::to_string(&entry) {
-            fields.push((format!("n:{}", n.id), json));
-        }
-    }
-    fields
-}
-
-/// The fields among `fields` (from [`shared_entries`]) that hold a
-/// notification without deliveries: settled as soon as it is recorded
-/// locally.
-pub fn notification_only(fields: &[(String, String)]) -> Vec<String> {
-    fields
-        .iter()
-        .filter(|(f, _)| f.starts_with("n:"))
-        .map(|(f, _)| f.clone())
-        .collect()
-}
 
 /// This instance's part in the cluster. Cheap to clone.
 #[derive(Clone)]
@@ -361,34 +303,4 @@ impl Cluster {
         }
         Ok(())
     }
-}
-
-/// Outgoing work from shared-outbox fields, and the notification-only
-/// fields (settled as soon as they are recorded locally).
-fn decode(fields: &HashMap<String, String>) -> (Outgoing, Vec<String>) {
-    let mut out = Outgoing::default();
-    let mut notes = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (field, json) in fields {
-        let entry: SharedEntry = match serde_json::from_str(json) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(field, error = %e, "unreadable shared outbox entry skipped");
-                continue;
-            }
-        };
-        if let Some(n) = entry.notification {
-            if seen.insert(n.id.clone()) {
-                out.notifications.push(n);
-            }
-        }
-        match entry.delivery {
-            Some(mut d) => {
-                d.status = Status::Pending;
-                out.deliveries.push(d);
-            }
-            None => notes.push(field.clone()),
-        }
-    }
-    (out, notes)
 }

@@ -9,8 +9,12 @@
 //! that fails validation never replaces a good one: the previous version
 //! keeps serving and the error is kept for the status API.
 
+mod compile;
+mod generation;
 pub mod rule;
 pub mod watcher;
+
+pub use generation::{ActiveRule, ChannelBinding, Generation, RuleBinding};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,86 +23,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::event::now_ms;
 use crate::plugin::instance::BindingConfig;
 use crate::plugin::loader::content_hash as content_hash_of;
-use crate::plugin::{Grants, Instances, LoadedPlugin, Runtime, World};
-use rule::{Matcher, RuleSpec};
-
-/// A plugin binding inside an active rule.
-#[derive(Clone, Debug)]
-pub struct RuleBinding {
-    /// Plugin name (file stem).
-    pub plugin: String,
-    /// Id passed to the plugin's `configure` and calls.
-    pub binding: String,
-}
-
-/// One channel of an active rule.
-#[derive(Clone, Debug)]
-pub struct ChannelBinding {
-    pub name: Arc<str>,
-    pub target: RuleBinding,
-    pub grants: Arc<Grants>,
-    pub retry: crate::deliver::RetryPolicy,
-}
-
-/// A validated rule, as the pipeline runs it.
-#[derive(Debug)]
-pub struct ActiveRule {
-    pub name: Arc<str>,
-    pub file: PathBuf,
-    pub hash: String,
-    pub loaded_at: i64,
-    pub description: String,
-    pub enabled: bool,
-    pub matcher: Matcher,
-    pub aggregate: RuleBinding,
-    pub route: Option<RuleBinding>,
-    pub channels: Vec<ChannelBinding>,
-    /// Channel names, in rule order, as offered to the router.
-    pub channel_names: Vec<String>,
-    /// Every binding of this rule with its configuration JSON, per plugin.
-    bindings: Vec<(String, BindingConfig)>,
-    /// Content hashes of the plugins this version was validated against.
-    plugin_hashes: BTreeMap<String, String>,
-}
-
-/// An immutable snapshot of everything loaded; swapped atomically.
-pub struct Generation {
-    pub id: u64,
-    pub rules: Vec<Arc<ActiveRule>>,
-    pub plugins: HashMap<String, Arc<LoadedPlugin>>,
-    /// Every binding of every active rule, by plugin name.
-    pub bindings: HashMap<String, Vec<BindingConfig>>,
-}
-
-impl Generation {
-    /// An empty generation (nothing loaded yet).
-    pub fn empty() -> Self {
-        Self {
-            id: 0,
-            rules: Vec::new(),
-            plugins: HashMap::new(),
-            bindings: HashMap::new(),
-        }
-    }
-
-    /// The loaded plugin and all its bindings, for a call.
-    pub fn plugin_use(&self, name: &str) -> Option<crate::plugin::instance::PluginUse<'_>> {
-        let plugin = self.plugins.get(name)?;
-        Some(crate::plugin::instance::PluginUse {
-            plugin,
-            bindings: self.bindings.get(name).map(Vec::as_slice).unwrap_or(&[]),
-            generation: self.id,
-        })
-    }
-
-    /// True when a plugin version with `hash` is part of this generation.
-    pub fn has_hash(&self, hash: &str) -> bool {
-        self.plugins.values().any(|p| p.hash == hash)
-    }
-}
+use crate::plugin::{Instances, LoadedPlugin, Runtime, World};
 
 /// The status API's view of a plugin file.
 #[derive(Clone, Debug, Serialize)]
@@ -449,152 +376,6 @@ impl Catalog {
             .or_insert_with(|| Entry::new(path))
     }
 
-    /// Parses and validates one rule file against the loaded plugins.
-    async fn compile_rule(
-        &self,
-        path: &Path,
-        text: &str,
-        hash: &str,
-        taken: &HashSet<String>,
-    ) -> Result<ActiveRule, String> {
-        let spec: RuleSpec = rule::parse(text)?;
-        let name = spec.name.clone().unwrap_or_else(|| stem(path));
-        if !rule::valid_name(&name) {
-            return Err(format!(
-                "rule name {name:?} may only hold letters, digits, `-`, `_` and `.`"
-            ));
-        }
-        if taken.contains(&name) {
-            return Err(format!(
-                "rule name `{name}` is already used by another file"
-            ));
-        }
-        let matcher = Matcher::compile(&spec.matcher)?;
-        let rule_name: Arc<str> = Arc::from(name.as_str());
-        let mut bindings = Vec::new();
-        let mut plugin_hashes = BTreeMap::new();
-
-        let mut bind = |field: &str,
-                        plugin: &str,
-                        world: World,
-                        id: String,
-                        config: &toml::Table|
-         -> Result<RuleBinding, String> {
-            let loaded = self.loaded(plugin).ok_or_else(|| {
-                let known: Vec<&String> = self
-                    .plugins
-                    .iter()
-                    .filter(|(_, e)| e.current.is_some())
-                    .map(|(k, _)| k)
-                    .collect();
-                format!(
-                    "{field}: no plugin `{plugin}` is loaded from {} (loaded: {known:?})",
-                    self.plugins_dir.display()
-                )
-            })?;
-            if loaded.world != world {
-                return Err(format!(
-                    "{field}: plugin `{plugin}` is a {} plugin, a {world} is needed here",
-                    loaded.world
-                ));
-            }
-            let config_json =
-                serde_json::to_string(config).map_err(|e| format!("{field}.config: {e}"))?;
-            plugin_hashes.insert(plugin.to_string(), loaded.hash.clone());
-            bindings.push((
-                plugin.to_string(),
-                BindingConfig {
-                    id: id.clone(),
-                    rule: rule_name.clone(),
-                    config_json,
-                },
-            ));
-            Ok(RuleBinding {
-                plugin: plugin.to_string(),
-                binding: id,
-            })
-        };
-
-        let aggregate = bind(
-            "aggregate",
-            &spec.aggregate.plugin,
-            World::Aggregator,
-            name.clone(),
-            &spec.aggregate.config,
-        )?;
-        let route = match &spec.route {
-            Some(r) => Some(bind(
-                "route",
-                &r.plugin,
-                World::Router,
-                name.clone(),
-                &r.config,
-            )?),
-            None => None,
-        };
-        let mut channels = Vec::new();
-        let mut channel_names = Vec::new();
-        for (i, c) in spec.channels.iter().enumerate() {
-            let cname = c.name.clone().unwrap_or_else(|| c.plugin.clone());
-            if !rule::valid_name(&cname) {
-                return Err(format!(
-                    "channels[{i}]: name {cname:?} may only hold letters, digits, `-`, `_` and `.`"
-                ));
-            }
-            if channel_names.contains(&cname) {
-                return Err(format!(
-                    "channels[{i}]: channel name `{cname}` appears twice; give one a `name`"
-                ));
-            }
-            let target = bind(
-                &format!("channels[{i}]"),
-                &c.plugin,
-                World::Channel,
-                format!("{name}/{cname}"),
-                &c.config,
-            )?;
-            let retry = c
-                .retry
-                .resolve(self.default_retry)
-                .map_err(|e| format!("channels[{i}].{e}"))?;
-            channels.push(ChannelBinding {
-                name: Arc::from(cname.as_str()),
-                target,
-                grants: Arc::new(c.grants.clone()),
-                retry,
-            });
-            channel_names.push(cname);
-        }
-        for (plugin, binding) in &bindings {
-            if let Some(p) = self.loaded(plugin) {
-                Instances::check_configure(&self.rt, p, binding)
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "binding `{}` rejected by plugin `{plugin}`: {}",
-                            binding.id,
-                            plugin_message(&e)
-                        )
-                    })?;
-            }
-        }
-        Ok(ActiveRule {
-            name: rule_name,
-            file: path.to_path_buf(),
-            hash: hash.to_string(),
-            loaded_at: now_ms(),
-            description: spec.description,
-            enabled: spec.enabled,
-            matcher,
-            aggregate,
-            route,
-            channels,
-            channel_names,
-            bindings,
-            plugin_hashes,
-        })
-    }
-
     /// Builds and swaps in a generation of every rule whose plugins are loaded.
     fn publish(&mut self) {
         let plugins: HashMap<String, Arc<LoadedPlugin>> = self
@@ -700,13 +481,5 @@ impl Catalog {
             .collect();
         out.extend(self.rules.values().filter_map(|e| e.last_error.clone()));
         out
-    }
-}
-
-/// The plugin's own message for a returned error, the full error otherwise.
-fn plugin_message(e: &crate::plugin::CallError) -> String {
-    match e {
-        crate::plugin::CallError::Returned { message, .. } => message.clone(),
-        other => other.to_string(),
     }
 }

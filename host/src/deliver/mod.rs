@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod email;
 pub mod outbox;
 pub mod retry;
+pub mod shared;
 pub mod webhook;
 pub mod websocket;
 
@@ -80,9 +81,8 @@ pub struct AlertContext {
 pub struct Outgoing {
     pub notifications: Vec<NotificationRow>,
     pub deliveries: Vec<DeliveryRow>,
-    /// Live WebSocket frames, published by the pipeline: with shared
-    /// state only once the batch is committed (a batch that is redone must
-    /// not have shown its alerts).
+    /// Live WebSocket frames, published once the batch is committed (a
+    /// batch that is redone must not have shown its alerts).
     #[serde(skip)]
     pub frames: Vec<WsFrame>,
 }
@@ -91,6 +91,43 @@ impl Outgoing {
     /// True when the batch produced nothing to record.
     pub fn is_empty(&self) -> bool {
         self.notifications.is_empty() && self.deliveries.is_empty()
+    }
+
+    /// Takes one delivery queued by a channel plugin: WebSocket frames to
+    /// publish once the batch commits, the rest for the outbox.
+    pub fn take(&mut self, ctx: &AlertContext, delivery: Delivery) {
+        let kind = delivery.kind();
+        metrics::counter!("tocsin_notifications_total", "rule" => ctx.rule.to_string(), "channel" => ctx.channel.to_string(), "kind" => kind).increment(1);
+        let target = match &delivery {
+            Delivery::WebSocket { body } => {
+                self.frames.push(WsFrame {
+                    rule: ctx.rule.clone(),
+                    severity: ctx.severity,
+                    service: ctx.service.clone(),
+                    body: Arc::from(body.as_str()),
+                });
+                return;
+            }
+            Delivery::Http(req) => webhook::target(&req.url),
+            Delivery::Email(_) => "smtp".to_string(),
+        };
+        let now = now_ms();
+        self.deliveries.push(DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            notification_id: ctx.notification_id.to_string(),
+            rule: ctx.rule.to_string(),
+            channel: ctx.channel.to_string(),
+            kind: kind.to_string(),
+            target,
+            status: Status::Pending,
+            attempts: 0,
+            policy: ctx.retry,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+            payload: delivery,
+        });
     }
 }
 
@@ -127,50 +164,6 @@ impl Deliverer {
         &self.dispatcher
     }
 
-    /// Takes one delivery queued by a channel plugin into `out`: WebSocket
-    /// frames for the pipeline to publish, the rest for the outbox.
-    pub fn accept(&self, ctx: &AlertContext, delivery: Delivery, out: &mut Outgoing) {
-        let kind = delivery.kind();
-        metrics::counter!("tocsin_notifications_total", "rule" => ctx.rule.to_string(), "channel" => ctx.channel.to_string(), "kind" => kind).increment(1);
-        let target = match &delivery {
-            Delivery::WebSocket { body } => {
-                out.frames.push(WsFrame {
-                    rule: ctx.rule.clone(),
-                    severity: ctx.severity,
-                    service: ctx.service.clone(),
-                    body: Arc::from(body.as_str()),
-                });
-                return;
-            }
-            Delivery::Http(req) => webhook::target(&req.url),
-            Delivery::Email(_) => "smtp".to_string(),
-        };
-        let now = now_ms();
-        out.deliveries.push(DeliveryRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            notification_id: ctx.notification_id.to_string(),
-            rule: ctx.rule.to_string(),
-            channel: ctx.channel.to_string(),
-            kind: kind.to_string(),
-            target,
-            status: Status::Pending,
-            attempts: 0,
-            policy: ctx.retry,
-            next_attempt_at: now,
-            last_error: None,
-            created_at: now,
-            delivered_at: None,
-            payload: delivery,
-        });
-    }
-
-    /// Publishes a committed batch's live frames.
-    pub fn publish(&self, frames: Vec<WsFrame>) {
-        for frame in frames {
-            self.hub.publish(frame);
-        }
-    }
-
     /// Re-records a batch a previous run made durable as an intent but may
     /// not have committed (ids make this idempotent). The dispatcher picks
     /// up whatever is pending when it resumes.
@@ -178,8 +171,21 @@ impl Deliverer {
         self.outbox.enqueue(out.notifications, out.deliveries).await
     }
 
-    /// Durably records a batch's notifications and deliveries, then hands
-    /// the deliveries to the dispatcher.
+    /// The delivery stage, entered once per committed batch: publishes its
+    /// live frames, durably records its notifications and deliveries in
+    /// the outbox, and hands the deliveries to the dispatcher. Called
+    /// after the batch's commit point (see [`crate::pipeline::commit`]),
+    /// so a batch that is redone never showed its alerts.
+    pub async fn deliver(&self, mut out: Outgoing) -> Result<(), OutboxError> {
+        for frame in std::mem::take(&mut out.frames) {
+            self.hub.publish(frame);
+        }
+        self.commit(out).await
+    }
+
+    /// Durably records notifications and deliveries (adopted or taken
+    /// over from the shared outbox), then hands the deliveries to the
+    /// dispatcher.
     pub async fn commit(&self, out: Outgoing) -> Result<(), OutboxError> {
         if out.is_empty() {
             return Ok(());

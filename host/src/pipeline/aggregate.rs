@@ -2,30 +2,12 @@
 
 use std::time::Instant;
 
+use super::matcher::Matched;
+use super::observe::observe;
 use crate::catalog::{ActiveRule, Generation};
 use crate::plugin::bindings::{Alert, ErrorEvent};
 use crate::plugin::{CallError, Instances};
-
-/// Records a plugin call's outcome in the metrics and the log.
-pub fn observe<T>(
-    plugin: &str,
-    call: &'static str,
-    started: Instant,
-    result: &Result<T, CallError>,
-) {
-    metrics::counter!("tocsin_plugin_calls_total", "plugin" => plugin.to_string(), "call" => call)
-        .increment(1);
-    metrics::histogram!("tocsin_plugin_call_seconds", "plugin" => plugin.to_string(), "call" => call)
-        .record(started.elapsed().as_secs_f64());
-    if let Err(e) = result {
-        metrics::counter!("tocsin_plugin_errors_total", "plugin" => plugin.to_string(), "kind" => e.kind()).increment(1);
-        if e.is_trap() {
-            metrics::counter!("tocsin_plugin_traps_total", "plugin" => plugin.to_string())
-                .increment(1);
-        }
-        tracing::warn!(plugin, call, error = %e, "plugin call failed");
-    }
-}
+use crate::state::BatchScope;
 
 /// Calls the aggregator of `rule` with `events`; returns its alerts with
 /// the rule name filled in (counted in `tocsin_alerts_total` once the
@@ -67,4 +49,23 @@ pub async fn run(
             Err(e)
         }
     }
+}
+
+/// [`run`] inside an undo point: when the call fails, what it wrote is
+/// undone (in a transaction) and the rule forgets it counted these events
+/// ([`super::dedup::unmark`]), so a redelivery counts them.
+pub async fn guarded(
+    instances: &mut Instances,
+    g: &Generation,
+    rule: &ActiveRule,
+    matched: &Matched,
+    scope: &BatchScope,
+) -> Result<Vec<Alert>, CallError> {
+    let checkpoint = scope.checkpoint().await;
+    let result = run(instances, g, rule, &matched.events, &scope.view).await;
+    if result.is_err() {
+        scope.restore(checkpoint).await;
+        super::dedup::unmark(&scope.view, rule, &matched.marked).await;
+    }
+    result
 }

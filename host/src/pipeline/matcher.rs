@@ -1,15 +1,14 @@
 //! Stage 1: which rules take which events.
 //!
-//! Events whose id must be recognised on redelivery (`Event::dedup`) are
-//! marked per rule in the state store; a rule that already counted an
-//! event skips it (`tocsin_events_duplicate_total`).
+//! A rule that already counted an event skips it
+//! (`tocsin_events_duplicate_total`; see [`super::dedup`]).
 
 use std::sync::Arc;
 
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
 use crate::plugin::bindings::ErrorEvent;
-use crate::state::{seen_key, StateOps, StateView};
+use crate::state::StateView;
 
 /// The events one rule takes from a batch.
 pub struct Matched {
@@ -43,16 +42,7 @@ pub async fn match_batch(
     state: &StateView,
     dedup_ttl_ms: u64,
 ) -> Vec<(Arc<ActiveRule>, Matched)> {
-    let marks: Vec<String> = rules
-        .iter()
-        .flat_map(|r| {
-            events
-                .iter()
-                .filter(|e| e.dedup && r.matcher.matches(e))
-                .map(|e| seen_key(&r.name, &e.event_id))
-        })
-        .collect();
-    state.prefetch(&marks).await;
+    super::dedup::prefetch(state, rules, events).await;
     let mut out = Vec::new();
     for rule in rules {
         let mut matched = Matched {
@@ -62,21 +52,12 @@ pub async fn match_batch(
             duplicates: Vec::new(),
         };
         for e in events.iter().filter(|e| rule.matcher.matches(e)) {
-            if e.dedup {
-                let first = state
-                    .set_if_absent(
-                        &seen_key(&rule.name, &e.event_id),
-                        String::new(),
-                        Some(dedup_ttl_ms),
-                    )
-                    .await;
-                if !first {
-                    matched.duplicates.push(e.event_id.clone());
-                    continue;
-                }
-                if !e.resolved {
-                    matched.marked.push(e.event_id.clone());
-                }
+            if !super::dedup::first(state, rule, e, dedup_ttl_ms).await {
+                matched.duplicates.push(e.event_id.clone());
+                continue;
+            }
+            if e.dedup && !e.resolved {
+                matched.marked.push(e.event_id.clone());
             }
             if e.resolved {
                 matched.resolutions.push(ErrorEvent::from(e));

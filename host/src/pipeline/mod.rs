@@ -1,188 +1,69 @@
 //! The event pipeline: source → match → aggregate → route → notify →
 //! commit → deliver.
 //!
-//! Sources push accepted events into a bounded queue as jobs. Workers take
-//! jobs in batches (one plugin call per rule per batch amortises the cost of
-//! entering WebAssembly), and run each stage, one module each:
-//! [`matcher`] picks the rules (skipping events a rule already counted),
-//! [`aggregate`] turns events into alerts ([`resolve`] turns resolved
-//! alerts into resolutions), [`route`] picks channels, [`notify`] renders
-//! them and hands deliveries to the delivery stage, and [`commit`] makes
-//! the batch durable. Each batch runs on the generation current when it
-//! started, so a hot swap never splits a batch between two versions.
+//! Sources push accepted events into a bounded queue as jobs ([`queue`]).
+//! Workers take jobs in batches (one plugin call per rule per batch
+//! amortises the cost of entering WebAssembly) and run
+//! [`Worker::evaluate`], which reads as the list of stages, one module
+//! each, for every rule that takes events:
+//! 1. [`matcher`] picks the rules and their events, skipping what a rule
+//!    already counted ([`dedup`]);
+//! 2. [`aggregate`] turns events into alerts inside an undo point
+//!    ([`aggregate::guarded`]), and [`resolve`] turns resolved alerts into
+//!    resolutions;
+//! 3. [`route`] picks channels;
+//! 4. [`notify`] renders them into the batch's outgoing deliveries;
+//! 5. [`commit`] makes the batch durable, then enters the delivery stage
+//!    ([`crate::deliver`]) once.
+//!
+//! Tracing is a wrapper: stages report to the batch's [`trail`] in one
+//! line each; every plugin call is measured by [`observe`]. Each batch
+//! runs on the generation current when it started, so a hot swap never
+//! splits a batch between two versions.
 //!
 //! Durability, in order, for a batch that produced notifications or whose
 //! source needs to know (AMQP acks only durable work):
-//! 1. the batch's notifications and deliveries are stored as an *intent* in
-//!    the state store, after every counter and dedup mark the batch changed;
-//! 2. one state sync makes all of it durable at once — the commit point;
-//! 3. the outbox records the notifications and deliveries (idempotent ids);
-//! 4. the intent is dropped.
+//! 1. the batch's notifications and deliveries ride its state commit
+//!    ([`crate::state::scope`]): on local state as an *intent* synced with
+//!    every counter and dedup mark the batch changed; on Redis as
+//!    shared-outbox fields in the transaction's one atomic call — the
+//!    commit point;
+//! 2. the delivery stage publishes the live frames, records the
+//!    notifications and deliveries in the outbox (idempotent ids) and
+//!    hands the deliveries to the dispatcher;
+//! 3. the intent is dropped.
 //!
-//! A crash before 2 loses nothing that was acknowledged (the source
-//! redelivers and nothing was counted); after 2, the next start replays the
-//! intent into the outbox, so an alert is never lost and never doubled.
-//!
-//! With shared state (Redis), a batch runs inside a transaction instead
-//! ([`crate::state::redis::txn`]): its state changes, dedup marks and outbox
-//! entries are committed by one atomic Redis call, the commit point; a
-//! batch that loses its locks is redone, so its live WebSocket frames go
-//! out only after the commit point. On local state a batch runs once and
-//! its frames go out before the commit, for latency.
+//! A crash before 1 loses nothing that was acknowledged (the source
+//! redelivers and nothing was counted); after 1, the next start replays the
+//! intent into the outbox, so an alert is never lost and never doubled. A
+//! batch on Redis that loses its locks is redone; as frames go out only
+//! after the commit point, no batch shows its alerts twice.
 
 pub mod aggregate;
 pub mod commit;
+pub mod dedup;
 pub mod matcher;
 pub mod notify;
+pub mod observe;
+pub mod queue;
 pub mod replay;
 pub mod resolve;
 pub mod route;
+pub mod trail;
+
+pub use queue::{start, Job, JobOutcome, PipelineConfig, PipelineHandle, SubmitError, MAX_BATCH};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot, Mutex};
-
-use crate::catalog::{ActiveRule, Generation};
+use crate::catalog::{ActiveRule, ChannelBinding, Generation};
 use crate::deliver::{Deliverer, NotificationRow, Outgoing};
 use crate::event::{Event, Severity};
 use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
-use crate::state::{StateOps, StateStore, StateView, Txn};
+use crate::state::{BatchScope, CommitError, StateStore};
 use crate::trace::{Step, Traces};
-use commit::Retry;
-
-/// Largest batch a worker takes at once (a larger job runs alone).
-pub const MAX_BATCH: usize = 512;
-
-/// What happened to a tracked job.
-#[derive(Debug)]
-pub struct JobOutcome {
-    /// Events a rule could not count (plugin trap or error), by event id,
-    /// with the last error. Redelivering them is safe: rules that did
-    /// count them recognise the event id.
-    pub failed: HashMap<String, String>,
-    /// Whether everything the job caused is durable; the error otherwise.
-    pub durable: Result<(), String>,
-}
-
-/// Events from a source, and who wants to know when they are durable.
-pub struct Job {
-    pub events: Vec<Event>,
-    pub done: Option<oneshot::Sender<JobOutcome>>,
-}
-
-/// Handle to push events into the pipeline. Cheap to clone.
-#[derive(Clone)]
-pub struct PipelineHandle {
-    tx: mpsc::Sender<Job>,
-}
-
-/// Why events could not be queued.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("the pipeline is shutting down")]
-    Closed,
-}
-
-impl PipelineHandle {
-    /// Queues `events`, waiting if the queue is full (backpressure).
-    pub async fn submit(&self, events: Vec<Event>) -> Result<(), SubmitError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.tx
-            .send(Job { events, done: None })
-            .await
-            .map_err(|_| SubmitError::Closed)
-    }
-
-    /// Queues `events`; the receiver resolves once everything they caused
-    /// is durable (or failed).
-    pub async fn submit_tracked(
-        &self,
-        events: Vec<Event>,
-    ) -> Result<oneshot::Receiver<JobOutcome>, SubmitError> {
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                events,
-                done: Some(done),
-            })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
-        Ok(rx)
-    }
-}
-
-/// Pipeline settings.
-#[derive(Clone, Copy, Debug)]
-pub struct PipelineConfig {
-    pub workers: usize,
-    pub queue: usize,
-    /// How long a rule remembers the event ids it counted.
-    pub dedup_ttl_ms: u64,
-}
-
-/// Starts the pipeline workers; returns the submit handle.
-pub fn start(
-    config: PipelineConfig,
-    generation: Arc<ArcSwap<Generation>>,
-    rt: Runtime,
-    deliverer: Deliverer,
-    traces: Traces,
-) -> PipelineHandle {
-    let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
-    let rx = Arc::new(Mutex::new(rx));
-    if let StateStore::Redis(redis) = rt.state() {
-        let worker = Worker::new(
-            rt.clone(),
-            deliverer.clone(),
-            traces.clone(),
-            config.dedup_ttl_ms,
-        );
-        replay::install(redis, worker, generation.clone());
-    }
-    for n in 0..config.workers.max(1) {
-        let rx = rx.clone();
-        let generation = generation.clone();
-        let mut worker = Worker::new(
-            rt.clone(),
-            deliverer.clone(),
-            traces.clone(),
-            config.dedup_ttl_ms,
-        );
-        tokio::spawn(async move {
-            tracing::debug!(worker = n, "pipeline worker started");
-            let mut jobs: Vec<Job> = Vec::new();
-            loop {
-                {
-                    let mut rx = rx.lock().await;
-                    if rx.recv_many(&mut jobs, 64).await == 0 {
-                        return;
-                    }
-                }
-                let mut batch: Vec<Job> = Vec::new();
-                let mut size = 0;
-                for job in jobs.drain(..) {
-                    if size > 0 && size + job.events.len() > MAX_BATCH {
-                        worker
-                            .run(&generation.load_full(), std::mem::take(&mut batch))
-                            .await;
-                        size = 0;
-                    }
-                    size += job.events.len();
-                    batch.push(job);
-                }
-                if !batch.is_empty() {
-                    worker.run(&generation.load_full(), batch).await;
-                }
-            }
-        });
-    }
-    PipelineHandle { tx }
-}
+use trail::Trail;
 
 /// One worker's plugin instances and delivery handle.
 pub struct Worker {
@@ -215,39 +96,6 @@ impl Worker {
         }
     }
 
-    /// Processes `jobs` as one batch and reports to each job's owner.
-    async fn run(&mut self, g: &Generation, jobs: Vec<Job>) {
-        let tracked = jobs.iter().any(|j| j.done.is_some());
-        let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
-        let mut owners = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            owners.push((
-                job.events
-                    .iter()
-                    .map(|e| e.event_id.clone())
-                    .collect::<Vec<_>>(),
-                job.done,
-            ));
-            events.extend(job.events);
-        }
-        let result = self.process(g, &events, tracked).await;
-        if let Err(e) = &result.durable {
-            metrics::counter!("tocsin_outbox_errors_total").increment(1);
-            tracing::error!(error = %e, events = events.len(), "could not make a batch's effects durable");
-        }
-        for (ids, done) in owners {
-            let Some(done) = done else { continue };
-            let failed = ids
-                .iter()
-                .filter_map(|id| result.failed.get(id).map(|e| (id.clone(), e.clone())))
-                .collect();
-            let _ = done.send(JobOutcome {
-                failed,
-                durable: result.durable.clone(),
-            });
-        }
-    }
-
     /// Runs one batch through every stage on generation `g`. With `sync`,
     /// or when the batch produced notifications, returns only once its
     /// effects are durable (see the module documentation).
@@ -267,12 +115,9 @@ impl Worker {
                     break;
                 }
             };
-            let (view, txn) = (scope.view.clone(), scope.txn.clone());
-            let mut batch = self
-                .evaluate(g, events, &rules, &view, txn.clone(), None)
-                .await;
+            let mut batch = self.evaluate(g, events, &rules, &scope, None).await;
             if scope.journal {
-                replay::journal(&scope.store, events, &batch.counted).await;
+                replay::journal(scope.store(), events, &batch.counted).await;
             }
             let mut fired: HashMap<String, u64> = HashMap::new();
             for n in &batch.out.notifications {
@@ -280,13 +125,13 @@ impl Worker {
             }
             let durable = commit::run(&scope, &self.deliverer, batch.out, sync).await;
             match durable {
-                Err(Retry::Again(e)) => {
+                Err(CommitError::Again(e)) => {
                     // Nothing of this attempt reached shared state: redo it.
                     tracing::info!(error = %e, "batch not committed; redoing it");
                     last_error = e;
                     continue;
                 }
-                Err(Retry::Failed(e)) => {
+                Err(CommitError::Failed(e)) => {
                     batch.result.durable = Err(e);
                 }
                 Ok(()) => {
@@ -298,7 +143,7 @@ impl Worker {
             }
             if !scope.journal {
                 // Degraded: traces would wait on the Redis that is down.
-                self.traces.record(batch.steps).await;
+                self.traces.record(batch.trail.into_steps()).await;
             }
             metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
             return batch.result;
@@ -314,158 +159,82 @@ impl Worker {
         }
     }
 
-    /// Matches, aggregates, routes and renders one batch through `state`,
-    /// collecting (not yet committing) what it produced. `suppress` (the
-    /// replay's budget, by alert key) drops that many alerts per key: they
-    /// were already notified during an outage.
+    /// Matches, aggregates, routes and renders one batch in `scope`,
+    /// collecting (not yet committing) what it produced: the stages, in
+    /// order, for each rule that takes events. `suppress` (the replay's
+    /// budget, by alert key) drops that many alerts per key: they were
+    /// already notified during an outage.
     async fn evaluate(
         &mut self,
         g: &Generation,
         events: &[Event],
         rules: &[Arc<ActiveRule>],
-        state: &StateView,
-        txn: Option<Arc<Txn>>,
+        scope: &BatchScope,
         mut suppress: Option<&mut HashMap<String, u64>>,
     ) -> Evaluated {
-        let mut counted = Vec::new();
-        let mut result = BatchResult {
-            failed: HashMap::new(),
-            durable: Ok(()),
-        };
-        let mut out = Outgoing::default();
-        let mut steps: Vec<(String, Step)> = events
-            .iter()
-            .map(|e| {
-                let mut step = Step::now("received").detail(format!("from {}", e.source));
-                step.at = e.received_at;
-                (e.event_id.clone(), step)
-            })
-            .collect();
-        for (rule, mut matched) in
-            matcher::match_batch(rules, events, state, self.dedup_ttl_ms).await
-        {
-            for id in &matched.duplicates {
-                steps.push((
-                    id.clone(),
-                    Step::now("duplicate")
-                        .rule(&rule.name)
-                        .detail("already counted by this rule"),
-                ));
+        let mut batch = Evaluated::new(events);
+        let view = &scope.view;
+        for (rule, matched) in matcher::match_batch(rules, events, view, self.dedup_ttl_ms).await {
+            batch.trail_matched(&rule, &matched);
+            let aggregated = self.aggregate(g, &rule, &matched, scope, &mut batch).await;
+            let counted = aggregated.is_some();
+            let mut alerts = aggregated.unwrap_or_default();
+            alerts.extend(resolve::run(&rule.name, &matched.resolutions));
+            batch.counted(&rule, &matched, counted, &alerts);
+            if let Some(budget) = suppress.as_deref_mut() {
+                replay::suppress(budget, &mut alerts);
             }
-            if matched.events.is_empty() && matched.resolutions.is_empty() {
-                continue;
-            }
-            for ev in matched.events.iter().chain(&matched.resolutions) {
-                steps.push((ev.event_id.clone(), Step::now("matched").rule(&rule.name)));
-            }
-            let mut alerts = if matched.events.is_empty() {
-                Vec::new()
-            } else {
-                let checkpoint = match &txn {
-                    Some(t) => Some(t.checkpoint().await),
-                    None => None,
-                };
-                match aggregate::run(&mut self.instances, g, &rule, &matched.events, state).await {
-                    Ok(alerts) => {
-                        for ev in &matched.events {
-                            steps.push((
-                                ev.event_id.clone(),
-                                Step::now("aggregated")
-                                    .rule(&rule.name)
-                                    .detail(format!("{} alert(s) from this batch", alerts.len())),
-                            ));
-                        }
-                        alerts
-                    }
-                    Err(e) => {
-                        // Undo what the failed call wrote (shared state only),
-                        // and forget the dedup marks so a redelivery counts.
-                        if let (Some(t), Some(cp)) = (&txn, checkpoint) {
-                            t.restore(cp).await;
-                        }
-                        for id in &matched.marked {
-                            state.delete(&crate::state::seen_key(&rule.name, id)).await;
-                        }
-                        for ev in &matched.events {
-                            let error = format!("rule `{}`: {e}", rule.name);
-                            steps.push((
-                                ev.event_id.clone(),
-                                Step::now("failed").rule(&rule.name).detail(error.clone()),
-                            ));
-                            result.failed.insert(ev.event_id.clone(), error);
-                        }
-                        if matched.resolutions.is_empty() {
-                            continue;
-                        }
-                        matched.events.clear();
-                        Vec::new()
-                    }
-                }
-            };
-            for ev in &matched.resolutions {
-                steps.push((
-                    ev.event_id.clone(),
-                    Step::now("resolution")
-                        .rule(&rule.name)
-                        .detail("a resolved alert: notified, not counted"),
-                ));
-                alerts.push(resolve::alert(&rule.name, ev));
-            }
-            counted.push(replay::Counted {
-                rule: rule.name.clone(),
-                events: matched
-                    .events
-                    .iter()
-                    .chain(&matched.resolutions)
-                    .map(|e| e.event_id.clone())
-                    .collect(),
-                fired: alerts.iter().map(|a| a.key.clone()).collect(),
-            });
             for alert in alerts {
-                if let Some(budget) = suppress.as_deref_mut() {
-                    if let Some(left) = budget.get_mut(&alert.key).filter(|n| **n > 0) {
-                        *left -= 1;
-                        metrics::counter!("tocsin_replay_suppressed_total").increment(1);
-                        continue;
-                    }
-                }
-                let notification_id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-                out.notifications
-                    .push(notification_row(&notification_id, &alert));
+                let id = batch.notification(&alert);
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
-                let names: Vec<&str> = channels.iter().map(|c| &*c.name).collect();
-                let covered = if resolve::is_resolution(&alert) {
-                    &matched.resolutions
-                } else {
-                    &matched.events
-                };
-                for ev in covered.iter().filter(|ev| alert_covers(&alert, ev)) {
-                    steps.push((
-                        ev.event_id.clone(),
-                        Step::now("notified")
-                            .rule(&rule.name)
-                            .notification(&notification_id)
-                            .detail(format!("{}; channels: {}", alert.title, names.join(", "))),
-                    ));
-                }
+                batch.trail_notified(&rule, &matched, &alert, &id, &channels);
                 notify::run(
                     &mut self.instances,
                     g,
                     &rule,
-                    &notification_id,
+                    &id,
                     &alert,
                     &channels,
-                    &self.deliverer,
-                    &mut out,
+                    &mut batch.out,
                 )
                 .await;
             }
         }
-        Evaluated {
-            result,
-            out,
-            steps,
-            counted,
+        batch
+    }
+
+    /// Stage 2 for one rule: its aggregator's alerts; `None` when it failed
+    /// (its events are then reported failed, and a redelivery counts them).
+    async fn aggregate(
+        &mut self,
+        g: &Generation,
+        rule: &ActiveRule,
+        matched: &matcher::Matched,
+        scope: &BatchScope,
+        batch: &mut Evaluated,
+    ) -> Option<Vec<Alert>> {
+        if matched.events.is_empty() {
+            return Some(Vec::new());
+        }
+        match aggregate::guarded(&mut self.instances, g, rule, matched, scope).await {
+            Ok(alerts) => {
+                let detail = format!("{} alert(s) from this batch", alerts.len());
+                let step = Step::now("aggregated").rule(&rule.name).detail(detail);
+                batch.trail.events(&matched.events, step);
+                Some(alerts)
+            }
+            Err(e) => {
+                let error = format!("rule `{}`: {e}", rule.name);
+                let step = Step::now("failed").rule(&rule.name).detail(error.clone());
+                batch.trail.events(&matched.events, step);
+                for ev in &matched.events {
+                    batch
+                        .result
+                        .failed
+                        .insert(ev.event_id.clone(), error.clone());
+                }
+                None
+            }
         }
     }
 }
@@ -478,9 +247,93 @@ const COMMIT_ATTEMPTS: usize = 3;
 struct Evaluated {
     result: BatchResult,
     out: Outgoing,
-    steps: Vec<(String, Step)>,
+    trail: Trail,
     /// Per rule that counted events: which, and the alert keys fired.
     counted: Vec<replay::Counted>,
+}
+
+impl Evaluated {
+    fn new(events: &[Event]) -> Self {
+        Self {
+            result: BatchResult {
+                failed: HashMap::new(),
+                durable: Ok(()),
+            },
+            out: Outgoing::default(),
+            trail: Trail::received(events),
+            counted: Vec::new(),
+        }
+    }
+
+    /// Trail of stage 1 for `rule`.
+    fn trail_matched(&mut self, rule: &ActiveRule, matched: &matcher::Matched) {
+        let step = Step::now("duplicate")
+            .rule(&rule.name)
+            .detail("already counted by this rule");
+        self.trail.ids(&matched.duplicates, step);
+        let taken = matched.events.iter().chain(&matched.resolutions);
+        self.trail
+            .events(taken, Step::now("matched").rule(&rule.name));
+        let step = Step::now("resolution")
+            .rule(&rule.name)
+            .detail("a resolved alert: notified, not counted");
+        self.trail.events(&matched.resolutions, step);
+    }
+
+    /// Notes what `rule` counted (for the degraded journal and the replay):
+    /// its events (unless its aggregator failed on them, `aggregated`
+    /// false), its resolutions, and the keys of `alerts`.
+    fn counted(
+        &mut self,
+        rule: &ActiveRule,
+        matched: &matcher::Matched,
+        aggregated: bool,
+        alerts: &[Alert],
+    ) {
+        let errors = matched.events.iter().filter(|_| aggregated);
+        let events: Vec<String> = errors
+            .chain(&matched.resolutions)
+            .map(|e| e.event_id.clone())
+            .collect();
+        if events.is_empty() {
+            return;
+        }
+        self.counted.push(replay::Counted {
+            rule: rule.name.clone(),
+            events,
+            fired: alerts.iter().map(|a| a.key.clone()).collect(),
+        });
+    }
+
+    /// Records `alert` in the batch's history; its notification id.
+    fn notification(&mut self, alert: &Alert) -> Arc<str> {
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+        self.out.notifications.push(notification_row(&id, alert));
+        id
+    }
+
+    /// Trail of stages 3 and 4: the events `alert` stands for were notified.
+    fn trail_notified(
+        &mut self,
+        rule: &ActiveRule,
+        matched: &matcher::Matched,
+        alert: &Alert,
+        id: &str,
+        channels: &[ChannelBinding],
+    ) {
+        let names: Vec<&str> = channels.iter().map(|c| &*c.name).collect();
+        let covered = if resolve::is_resolution(alert) {
+            &matched.resolutions
+        } else {
+            &matched.events
+        };
+        let step = Step::now("notified")
+            .rule(&rule.name)
+            .notification(id)
+            .detail(format!("{}; channels: {}", alert.title, names.join(", ")));
+        self.trail
+            .events(covered.iter().filter(|ev| alert_covers(alert, ev)), step);
+    }
 }
 
 /// Whether `alert` stands for `event`: its `error-code` and `service`

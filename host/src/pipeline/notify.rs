@@ -1,18 +1,18 @@
 //! Stage 4: each chosen channel plugin renders the alert; the deliveries it
-//! queued go to the delivery stage.
+//! queued join the batch's [`Outgoing`], which the commit stage hands to
+//! the delivery stage once the batch is durable.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::catalog::{ActiveRule, ChannelBinding, Generation};
-use crate::deliver::{AlertContext, Deliverer, Outgoing};
+use crate::deliver::{AlertContext, Outgoing};
 use crate::event::Severity;
 use crate::plugin::bindings::Alert;
 use crate::plugin::Instances;
 
 /// Runs every channel in `channels` for `alert` (notification
 /// `notification_id`); deliveries to keep go to `out`.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     instances: &mut Instances,
     g: &Generation,
@@ -20,7 +20,6 @@ pub async fn run(
     notification_id: &Arc<str>,
     alert: &Alert,
     channels: &[ChannelBinding],
-    deliverer: &Deliverer,
     out: &mut Outgoing,
 ) {
     let service = alert
@@ -43,7 +42,7 @@ pub async fn run(
                 alert,
             )
             .await;
-        super::aggregate::observe(&channel.target.plugin, "deliver", started, &result);
+        super::observe::observe(&channel.target.plugin, "deliver", started, &result);
         if let Ok(deliveries) = result {
             let ctx = AlertContext {
                 notification_id: notification_id.clone(),
@@ -54,7 +53,7 @@ pub async fn run(
                 service: service.clone(),
             };
             for d in deliveries {
-                deliverer.accept(&ctx, d, out);
+                out.take(&ctx, d);
             }
         } else {
             metrics::counter!("tocsin_notifications_failed_total", "rule" => rule.name.to_string(), "channel" => Arc::clone(&channel.name).to_string()).increment(1);

@@ -29,11 +29,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::commit::{self, Retry};
+use super::commit;
 use super::{Worker, COMMIT_ATTEMPTS};
 use crate::catalog::{ActiveRule, Generation};
 use crate::event::Event;
-use crate::state::{journal_key, RedisState, StateOps, StateStore, StateView};
+use crate::plugin::bindings::Alert;
+use crate::state::{journal_key, BatchScope, CommitError, RedisState, StateOps, StateStore};
 
 /// How long a replay budget outlives its reconciliation (it is deleted at
 /// the end; this only bounds a leftover).
@@ -197,6 +198,21 @@ async fn run(
     Ok(())
 }
 
+/// Drops from `alerts` as many per key as `budget` has left: they were
+/// already notified locally during the outage.
+pub(super) fn suppress(budget: &mut HashMap<String, u64>, alerts: &mut Vec<Alert>) {
+    alerts.retain(
+        |alert| match budget.get_mut(&alert.key).filter(|n| **n > 0) {
+            Some(left) => {
+                *left -= 1;
+                metrics::counter!("tocsin_replay_suppressed_total").increment(1);
+                false
+            }
+            None => true,
+        },
+    );
+}
+
 impl Worker {
     /// Counts `events` for `rule` again on shared state in one transaction
     /// (redone on a lost lock), suppressing what the budget says was
@@ -224,17 +240,10 @@ impl Worker {
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
             prepare(&mut budget);
-            let view = StateView::Txn(txn.clone());
+            let scope = BatchScope::shared(self.state.clone(), txn.clone());
             let rules = [rule.clone()];
-            let mut batch = self
-                .evaluate(
-                    g,
-                    events,
-                    &rules,
-                    &view,
-                    Some(txn.clone()),
-                    Some(&mut budget.left),
-                )
+            let batch = self
+                .evaluate(g, events, &rules, &scope, Some(&mut budget.left))
                 .await;
             if !batch.result.failed.is_empty() {
                 metrics::counter!("tocsin_replay_failed_total")
@@ -243,18 +252,16 @@ impl Worker {
             }
             let text = serde_json::to_string(&budget).map_err(|e| e.to_string())?;
             txn.set(&key, text, Some(BUDGET_TTL_MS)).await;
-            let frames = std::mem::take(&mut batch.out.frames);
             let fired = batch.out.notifications.len() as u64;
-            match commit::shared(&txn, &self.state, &self.deliverer, batch.out).await {
+            match commit::run(&scope, &self.deliverer, batch.out, true).await {
                 Ok(()) => {
-                    self.deliverer.publish(frames);
                     metrics::counter!("tocsin_alerts_total", "rule" => rule.name.to_string())
                         .increment(fired);
-                    self.traces.record(batch.steps).await;
+                    self.traces.record(batch.trail.into_steps()).await;
                     return Ok(());
                 }
-                Err(Retry::Again(e)) => last_error = e,
-                Err(Retry::Failed(e)) => return Err(e),
+                Err(CommitError::Again(e)) => last_error = e,
+                Err(CommitError::Failed(e)) => return Err(e),
             }
         }
         Err(format!("replaying rule `{}`: {last_error}", rule.name))

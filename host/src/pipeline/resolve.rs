@@ -16,6 +16,11 @@ use crate::plugin::bindings::{Alert, ErrorEvent};
 /// The label that marks a resolution, and its value.
 pub const STATUS_LABEL: (&str, &str) = ("status", "resolved");
 
+/// The resolution alerts of rule `rule` for its resolved events.
+pub fn run(rule: &str, resolutions: &[ErrorEvent]) -> Vec<Alert> {
+    resolutions.iter().map(|ev| alert(rule, ev)).collect()
+}
+
 /// The resolution alert of rule `rule` for the resolved event `ev`.
 pub fn alert(rule: &str, ev: &ErrorEvent) -> Alert {
     let mut labels = vec![

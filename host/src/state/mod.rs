@@ -11,6 +11,7 @@ pub mod conn;
 pub mod embedded;
 pub mod ops;
 pub mod redis;
+pub mod scope;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use embedded::EmbeddedState;
 pub use ops::{Entry, StateOps, WindowHit};
 pub use redis::RedisState;
 pub use redis::{Txn, TxnError};
+pub use scope::{BatchScope, CommitError, Receipt, Riders};
 
 /// Errors of a state backend.
 #[derive(Debug, thiserror::Error)]
@@ -105,33 +107,11 @@ impl StateStore {
     /// Starts a batch over `rules` (see [`BatchScope`]).
     pub async fn begin(&self, rules: &[&str]) -> Result<BatchScope, TxnError> {
         match self {
-            Self::Embedded(_) => Ok(BatchScope {
-                view: StateView::Direct(self.clone()),
-                store: self.clone(),
-                txn: None,
-                journal: false,
-                _local: None,
-            }),
+            Self::Embedded(_) => Ok(BatchScope::direct(self.clone(), false, None)),
             Self::Redis(s) => Ok(match s.begin(rules).await? {
-                redis::Begun::Txn(t) => {
-                    let t: Arc<Txn> = Arc::from(t);
-                    BatchScope {
-                        view: StateView::Txn(t.clone()),
-                        store: self.clone(),
-                        txn: Some(t),
-                        journal: false,
-                        _local: None,
-                    }
-                }
+                redis::Begun::Txn(t) => BatchScope::shared(self.clone(), Arc::from(t)),
                 redis::Begun::Local(local, guard) => {
-                    let local = Self::Embedded(local);
-                    BatchScope {
-                        view: StateView::Direct(local.clone()),
-                        store: local,
-                        txn: None,
-                        journal: true,
-                        _local: Some(guard),
-                    }
+                    BatchScope::direct(Self::Embedded(local), true, Some(guard))
                 }
             }),
         }
@@ -144,23 +124,6 @@ impl StateStore {
             Self::Redis(s) => s.degraded(),
         }
     }
-}
-
-/// How one batch works on state. With the embedded store, directly (its
-/// log commits a batch's changes with its intent). With Redis, through a
-/// transaction ([`txn`]), or, while Redis is unreachable, on the local
-/// state for the whole batch, never switching halfway.
-pub struct BatchScope {
-    /// What the batch's stages read and write.
-    pub view: StateView,
-    /// Where the batch's intent goes when there is no transaction.
-    pub store: StateStore,
-    /// The transaction to commit, if any.
-    pub txn: Option<Arc<Txn>>,
-    /// The batch runs on local state because Redis is unreachable: it
-    /// writes a journal entry for the replay ([`JOURNAL_PREFIX`]).
-    pub journal: bool,
-    _local: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
 impl StateOps for StateStore {

@@ -74,22 +74,8 @@ pub async fn post_alerts(State(ingest): State<Ingest>, headers: HeaderMap, body:
             }],
         );
     };
-    let received_at = now_ms();
-    let mut parsed = Vec::new();
-    let mut errors = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match read_alert(i, item, received_at, false).and_then(|a| a.classify(i, received_at, &[]))
-        {
-            Ok(p) => parsed.push(p),
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
-    let outcome = match submit(&ingest, parsed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    if !errors.is_empty() {
-        return super::invalid(SOURCE, "alerts", outcome.accepted(), &errors);
+    if let Err(r) = accept(&ingest, items, false, &[]).await {
+        return r;
     }
     // Alertmanager answers an empty 200.
     StatusCode::OK.into_response()
@@ -147,24 +133,10 @@ pub async fn post_webhook(
             extra.push((name.to_string(), v.to_string()));
         }
     }
-    let received_at = now_ms();
-    let mut parsed = Vec::new();
-    let mut errors = Vec::new();
-    for (i, item) in alerts.iter().enumerate() {
-        match read_alert(i, item, received_at, true)
-            .and_then(|a| a.classify(i, received_at, &extra))
-        {
-            Ok(p) => parsed.push(p),
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
-    let outcome = match submit(&ingest, parsed).await {
+    let outcome = match accept(&ingest, alerts, true, &extra).await {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if !errors.is_empty() {
-        return super::invalid(SOURCE, "alerts", outcome.accepted(), &errors);
-    }
     Json(json!({
         "accepted": outcome.events,
         "resolved": outcome.resolutions,
@@ -232,6 +204,38 @@ impl Outcome {
 
 /// Drops alerts already seen and submits the new firing and resolved
 /// alerts, in order.
+/// Reads `items` as alerts (`webhook`: in the webhook payload's shape,
+/// with `extra` labels), queues the valid ones, and answers for the
+/// invalid ones (after queueing the rest: one bad alert loses no other).
+async fn accept(
+    ingest: &Ingest,
+    items: &[Value],
+    webhook: bool,
+    extra: &[(String, String)],
+) -> Result<Outcome, Response> {
+    let received_at = now_ms();
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match read_alert(i, item, received_at, webhook)
+            .and_then(|a| a.classify(i, received_at, extra))
+        {
+            Ok(p) => parsed.push(p),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    let outcome = submit(ingest, parsed).await?;
+    if !errors.is_empty() {
+        return Err(super::invalid(
+            SOURCE,
+            "alerts",
+            outcome.accepted(),
+            &errors,
+        ));
+    }
+    Ok(outcome)
+}
+
 async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Response> {
     let now = now_ms();
     let mut outcome = Outcome::default();

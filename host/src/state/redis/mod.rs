@@ -20,6 +20,7 @@
 //! alert is suppressed when the same key already alerted locally during the
 //! outage. Then the local copies are dropped.
 
+mod hints;
 pub mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +34,14 @@ use redis::AsyncCommands;
 use super::conn::{Conn, Patience};
 use super::ops::{Entry, StateOps};
 use super::{EmbeddedState, StateError};
-pub use txn::{Txn, TxnError};
+pub use txn::{Checkpoint, Txn, TxnError};
+
+/// The Redis hash holding `instance`'s unsettled deliveries (unprefixed):
+/// written with each batch's commit ([`Txn::ride`]), read by
+/// [`crate::cluster`] for takeovers.
+pub fn outbox_key(instance: &str) -> String {
+    format!("\u{1e}outbox\u{1f}{instance}")
+}
 
 /// The longest TTL tocsin hands Redis (about 2,000 years): plugins may ask
 /// for `u64::MAX`, which Redis would refuse as out of range.
@@ -69,7 +77,7 @@ pub struct RedisState {
     conn: Conn,
     scripts: txn::Scripts,
     /// Keys to prefetch per rule (see [`txn::Txn::prefetch`]).
-    hints: Mutex<txn::Hints>,
+    hints: Mutex<hints::Hints>,
     /// This instance's id in the cluster (kept in the data directory, so a
     /// restart finds its own outbox entries again).
     instance: String,
@@ -112,7 +120,7 @@ impl RedisState {
             ),
             replayer: std::sync::OnceLock::new(),
             scripts: txn::Scripts::new(),
-            hints: Mutex::new(txn::Hints::default()),
+            hints: Mutex::new(hints::Hints::default()),
         });
         metrics::gauge!("tocsin_state_degraded").set(if unreplayed { 1.0 } else { 0.0 });
         let probe = me.clone();

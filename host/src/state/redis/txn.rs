@@ -288,11 +288,22 @@ impl Txn {
         out
     }
 
-    /// Adds a field to write into the Redis hash `hash` (unprefixed) with
-    /// the commit.
-    pub async fn hash_set(&self, hash: &str, field: String, value: String) {
-        let key = self.redis.key(hash);
-        self.inner.lock().await.outbox.push((key, field, value));
+    /// Adds `fields` to write into this instance's shared outbox hash
+    /// ([`super::outbox_key`]) with the commit: the batch's riders (see
+    /// [`crate::state::scope`]).
+    pub async fn ride(&self, fields: Vec<(String, String)>) {
+        let key = self.redis.key(&super::outbox_key(self.redis.instance()));
+        let mut inner = self.inner.lock().await;
+        for (field, value) in fields {
+            inner.outbox.push((key.clone(), field, value));
+        }
+    }
+
+    /// Removes `fields` from this instance's shared outbox; best effort.
+    pub async fn forget_fields(&self, fields: &[String]) {
+        self.redis
+            .forget_fields(&super::outbox_key(self.redis.instance()), fields)
+            .await;
     }
 
     /// A copy of the batch's private state, to undo a failed plugin call.
@@ -500,42 +511,4 @@ fn decode(row: &[String], host_now: i64) -> Option<Entry> {
         _ => return None,
     };
     Some(Entry { value, expires_at })
-}
-
-/// Per rule, the plugin keys recent batches loaded one at a time, so the
-/// rule's next batch loads them in its prefetch round trip instead.
-#[derive(Default)]
-pub(super) struct Hints {
-    by_rule: HashMap<String, std::collections::HashSet<String>>,
-}
-
-impl Hints {
-    /// Most keys remembered per rule; past it the set starts over (a rule
-    /// with more live keys than this gets no benefit, and no extra load).
-    const MAX_PER_RULE: usize = 1024;
-
-    fn keys_for(&self, rules: &[String]) -> Vec<String> {
-        rules
-            .iter()
-            .filter_map(|r| self.by_rule.get(r))
-            .flat_map(|keys| keys.iter().cloned())
-            .collect()
-    }
-
-    fn learn(&mut self, keys: Vec<String>) {
-        for key in keys {
-            // Plugin keys only: dedup marks are prefetched from the events.
-            if key.starts_with('\u{1e}') {
-                continue;
-            }
-            let Some(rule) = crate::state::rule_of(&key) else {
-                continue;
-            };
-            let set = self.by_rule.entry(rule.to_string()).or_default();
-            if set.len() >= Self::MAX_PER_RULE {
-                set.clear();
-            }
-            set.insert(key);
-        }
-    }
 }

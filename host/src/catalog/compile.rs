@@ -1,0 +1,169 @@
+//! Turning one rule file into an [`ActiveRule`]: parse, check names,
+//! bind each stage to a loaded plugin of the right world, and let every
+//! plugin accept its configuration before the rule may serve.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::rule::{self, Matcher, RuleSpec};
+use super::{stem, ActiveRule, Catalog, ChannelBinding, RuleBinding};
+use crate::event::now_ms;
+use crate::plugin::instance::BindingConfig;
+use crate::plugin::{Instances, World};
+
+impl Catalog {
+    /// Parses and validates one rule file against the loaded plugins.
+    pub(super) async fn compile_rule(
+        &self,
+        path: &Path,
+        text: &str,
+        hash: &str,
+        taken: &HashSet<String>,
+    ) -> Result<ActiveRule, String> {
+        let spec: RuleSpec = rule::parse(text)?;
+        let name = spec.name.clone().unwrap_or_else(|| stem(path));
+        if !rule::valid_name(&name) {
+            return Err(format!(
+                "rule name {name:?} may only hold letters, digits, `-`, `_` and `.`"
+            ));
+        }
+        if taken.contains(&name) {
+            return Err(format!(
+                "rule name `{name}` is already used by another file"
+            ));
+        }
+        let matcher = Matcher::compile(&spec.matcher)?;
+        let rule_name: Arc<str> = Arc::from(name.as_str());
+        let mut bindings = Vec::new();
+        let mut plugin_hashes = BTreeMap::new();
+
+        let mut bind = |field: &str,
+                        plugin: &str,
+                        world: World,
+                        id: String,
+                        config: &toml::Table|
+         -> Result<RuleBinding, String> {
+            let loaded = self.loaded(plugin).ok_or_else(|| {
+                let known: Vec<&String> = self
+                    .plugins
+                    .iter()
+                    .filter(|(_, e)| e.current.is_some())
+                    .map(|(k, _)| k)
+                    .collect();
+                format!(
+                    "{field}: no plugin `{plugin}` is loaded from {} (loaded: {known:?})",
+                    self.plugins_dir.display()
+                )
+            })?;
+            if loaded.world != world {
+                return Err(format!(
+                    "{field}: plugin `{plugin}` is a {} plugin, a {world} is needed here",
+                    loaded.world
+                ));
+            }
+            let config_json =
+                serde_json::to_string(config).map_err(|e| format!("{field}.config: {e}"))?;
+            plugin_hashes.insert(plugin.to_string(), loaded.hash.clone());
+            bindings.push((
+                plugin.to_string(),
+                BindingConfig {
+                    id: id.clone(),
+                    rule: rule_name.clone(),
+                    config_json,
+                },
+            ));
+            Ok(RuleBinding {
+                plugin: plugin.to_string(),
+                binding: id,
+            })
+        };
+
+        let aggregate = bind(
+            "aggregate",
+            &spec.aggregate.plugin,
+            World::Aggregator,
+            name.clone(),
+            &spec.aggregate.config,
+        )?;
+        let route = match &spec.route {
+            Some(r) => Some(bind(
+                "route",
+                &r.plugin,
+                World::Router,
+                name.clone(),
+                &r.config,
+            )?),
+            None => None,
+        };
+        let mut channels = Vec::new();
+        let mut channel_names = Vec::new();
+        for (i, c) in spec.channels.iter().enumerate() {
+            let cname = c.name.clone().unwrap_or_else(|| c.plugin.clone());
+            if !rule::valid_name(&cname) {
+                return Err(format!(
+                    "channels[{i}]: name {cname:?} may only hold letters, digits, `-`, `_` and `.`"
+                ));
+            }
+            if channel_names.contains(&cname) {
+                return Err(format!(
+                    "channels[{i}]: channel name `{cname}` appears twice; give one a `name`"
+                ));
+            }
+            let target = bind(
+                &format!("channels[{i}]"),
+                &c.plugin,
+                World::Channel,
+                format!("{name}/{cname}"),
+                &c.config,
+            )?;
+            let retry = c
+                .retry
+                .resolve(self.default_retry)
+                .map_err(|e| format!("channels[{i}].{e}"))?;
+            channels.push(ChannelBinding {
+                name: Arc::from(cname.as_str()),
+                target,
+                grants: Arc::new(c.grants.clone()),
+                retry,
+            });
+            channel_names.push(cname);
+        }
+        for (plugin, binding) in &bindings {
+            if let Some(p) = self.loaded(plugin) {
+                Instances::check_configure(&self.rt, p, binding)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "binding `{}` rejected by plugin `{plugin}`: {}",
+                            binding.id,
+                            plugin_message(&e)
+                        )
+                    })?;
+            }
+        }
+        Ok(ActiveRule {
+            name: rule_name,
+            file: path.to_path_buf(),
+            hash: hash.to_string(),
+            loaded_at: now_ms(),
+            description: spec.description,
+            enabled: spec.enabled,
+            matcher,
+            aggregate,
+            route,
+            channels,
+            channel_names,
+            bindings,
+            plugin_hashes,
+        })
+    }
+}
+
+/// The plugin's own message for a returned error, the full error otherwise.
+fn plugin_message(e: &crate::plugin::CallError) -> String {
+    match e {
+        crate::plugin::CallError::Returned { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,86 @@
+//! What the pipeline runs on: an immutable [`Generation`] of validated
+//! rules ([`ActiveRule`]) and the plugins they bind, swapped in whole by
+//! the catalog so a batch never sees half a reload.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::rule::Matcher;
+use crate::plugin::instance::BindingConfig;
+use crate::plugin::{Grants, LoadedPlugin};
+
+/// A plugin binding inside an active rule.
+#[derive(Clone, Debug)]
+pub struct RuleBinding {
+    /// Plugin name (file stem).
+    pub plugin: String,
+    /// Id passed to the plugin's `configure` and calls.
+    pub binding: String,
+}
+
+/// One channel of an active rule.
+#[derive(Clone, Debug)]
+pub struct ChannelBinding {
+    pub name: Arc<str>,
+    pub target: RuleBinding,
+    pub grants: Arc<Grants>,
+    pub retry: crate::deliver::RetryPolicy,
+}
+
+/// A validated rule, as the pipeline runs it.
+#[derive(Debug)]
+pub struct ActiveRule {
+    pub name: Arc<str>,
+    pub file: PathBuf,
+    pub hash: String,
+    pub loaded_at: i64,
+    pub description: String,
+    pub enabled: bool,
+    pub matcher: Matcher,
+    pub aggregate: RuleBinding,
+    pub route: Option<RuleBinding>,
+    pub channels: Vec<ChannelBinding>,
+    /// Channel names, in rule order, as offered to the router.
+    pub channel_names: Vec<String>,
+    /// Every binding of this rule with its configuration JSON, per plugin.
+    pub(super) bindings: Vec<(String, BindingConfig)>,
+    /// Content hashes of the plugins this version was validated against.
+    pub(super) plugin_hashes: BTreeMap<String, String>,
+}
+
+/// An immutable snapshot of everything loaded; swapped atomically.
+pub struct Generation {
+    pub id: u64,
+    pub rules: Vec<Arc<ActiveRule>>,
+    pub plugins: HashMap<String, Arc<LoadedPlugin>>,
+    /// Every binding of every active rule, by plugin name.
+    pub bindings: HashMap<String, Vec<BindingConfig>>,
+}
+
+impl Generation {
+    /// An empty generation (nothing loaded yet).
+    pub fn empty() -> Self {
+        Self {
+            id: 0,
+            rules: Vec::new(),
+            plugins: HashMap::new(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// The loaded plugin and all its bindings, for a call.
+    pub fn plugin_use(&self, name: &str) -> Option<crate::plugin::instance::PluginUse<'_>> {
+        let plugin = self.plugins.get(name)?;
+        Some(crate::plugin::instance::PluginUse {
+            plugin,
+            bindings: self.bindings.get(name).map(Vec::as_slice).unwrap_or(&[]),
+            generation: self.id,
+        })
+    }
+
+    /// True when a plugin version with `hash` is part of this generation.
+    pub fn has_hash(&self, hash: &str) -> bool {
+        self.plugins.values().any(|p| p.hash == hash)
+    }
+}

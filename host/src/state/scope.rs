@@ -1,0 +1,183 @@
+//! One batch's hold on state, from its first read to its commit point.
+//!
+//! Why a scope: the pipeline must not care which backend a batch runs on.
+//! A scope decides once, when the batch starts, what the batch reads and
+//! writes through (the embedded store, a Redis transaction, or the local
+//! fallback while Redis is down), and [`BatchScope::commit`] makes the
+//! batch durable together with its *riders* — the records that must
+//! become durable at the same instant as the counters (the outbox's
+//! notifications and deliveries). Each backend carries riders its own
+//! way: locally as an intent key synced with the counters, on Redis as
+//! hash fields in the transaction's one atomic call.
+
+use std::sync::Arc;
+
+use super::redis::{self, Txn, TxnError};
+use super::{StateStore, StateView};
+
+/// Records a batch commits with its state changes (see the module
+/// documentation), encoded lazily for the backend the batch is on.
+pub trait Riders: Sync {
+    /// Nothing to carry.
+    fn is_empty(&self) -> bool;
+    /// The riders as one text, for the local intent.
+    fn intent(&self) -> Result<String, String>;
+    /// The riders as fields of the instance's shared outbox hash, and
+    /// which of those fields to drop once the riders are recorded locally.
+    fn shared_fields(&self) -> (Vec<(String, String)>, Vec<String>);
+}
+
+/// Why a batch is not durable.
+#[derive(Debug)]
+pub enum CommitError {
+    /// Nothing was committed; the batch can be redone.
+    Again(String),
+    /// Failed after (or regardless of) the commit point.
+    Failed(String),
+}
+
+/// How one batch works on state. With the embedded store, directly (its
+/// log commits a batch's changes with its intent). With Redis, through a
+/// transaction ([`redis::txn`]), or, while Redis is unreachable, on the
+/// local state for the whole batch, never switching halfway.
+pub struct BatchScope {
+    /// What the batch's stages read and write.
+    pub view: StateView,
+    /// Where the batch's intent goes when there is no transaction.
+    pub(super) store: StateStore,
+    /// The transaction to commit, if any.
+    txn: Option<Arc<Txn>>,
+    /// The batch runs on local state because Redis is unreachable: it
+    /// writes a journal entry for the replay ([`super::JOURNAL_PREFIX`]).
+    pub journal: bool,
+    _local: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+}
+
+/// What is left to do once the riders are recorded elsewhere (the local
+/// outbox): drop the intent, or the shared entries that need no delivery.
+pub struct Receipt {
+    store: StateStore,
+    leftover: Leftover,
+}
+
+enum Leftover {
+    Nothing,
+    Intent(String),
+    SharedFields(Arc<Txn>, Vec<String>),
+}
+
+impl Receipt {
+    /// Drops what only had to last until the riders were recorded.
+    pub async fn finish(self) {
+        match self.leftover {
+            Leftover::Nothing => {}
+            Leftover::Intent(key) => self.store.drop_intent(&key).await,
+            Leftover::SharedFields(txn, fields) => txn.forget_fields(&fields).await,
+        }
+    }
+}
+
+impl BatchScope {
+    /// A scope on the embedded store (or Redis's local fallback).
+    pub(super) fn direct(store: StateStore, journal: bool, guard: Option<Guard>) -> Self {
+        Self {
+            view: StateView::Direct(store.clone()),
+            store,
+            txn: None,
+            journal,
+            _local: guard,
+        }
+    }
+
+    /// A scope through a transaction on shared state.
+    pub fn shared(store: StateStore, txn: Arc<Txn>) -> Self {
+        Self {
+            view: StateView::Txn(txn.clone()),
+            store,
+            txn: Some(txn),
+            journal: false,
+            _local: None,
+        }
+    }
+
+    /// The store the batch's own records (the journal) go to.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Whether the batch runs through a transaction whose commit can fail
+    /// and be redone (then its effects must stay invisible until then).
+    pub fn transactional(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// Undo point for a failed plugin call: a transaction's writes can be
+    /// undone; direct writes are the plugin's own (it tolerates them, as
+    /// after a trap in any store).
+    pub async fn checkpoint(&self) -> Option<redis::Checkpoint> {
+        match &self.txn {
+            Some(t) => Some(t.checkpoint().await),
+            None => None,
+        }
+    }
+
+    /// Undoes everything since `cp`.
+    pub async fn restore(&self, cp: Option<redis::Checkpoint>) {
+        if let (Some(t), Some(cp)) = (&self.txn, cp) {
+            t.restore(cp).await;
+        }
+    }
+
+    /// The commit point: makes the batch's state changes and `riders`
+    /// durable at once. Without riders and without `sync` there is nothing
+    /// to wait for on local state. The [`Receipt`] is finished once the
+    /// riders are recorded where they go next.
+    pub async fn commit(&self, riders: &dyn Riders, sync: bool) -> Result<Receipt, CommitError> {
+        let store = self.store.clone();
+        let Some(txn) = &self.txn else {
+            let leftover = if riders.is_empty() {
+                if !sync {
+                    return Ok(Receipt {
+                        store,
+                        leftover: Leftover::Nothing,
+                    });
+                }
+                Leftover::Nothing
+            } else {
+                let intent = riders
+                    .intent()
+                    .map_err(|e| CommitError::Failed(format!("encoding the outbox intent: {e}")))?;
+                Leftover::Intent(store.put_intent(intent).await)
+            };
+            store
+                .sync()
+                .await
+                .map_err(|e| CommitError::Failed(e.to_string()))?;
+            return Ok(Receipt { store, leftover });
+        };
+        let (fields, settled) = riders.shared_fields();
+        txn.ride(fields).await;
+        match txn.commit().await {
+            Ok(()) => {}
+            // Applied after all: go on as committed (redoing would count twice).
+            Err(TxnError::Unknown(e)) => {
+                if !txn.resolve().await {
+                    return Err(CommitError::Again(e));
+                }
+                tracing::info!("a commit Redis did not answer had applied");
+            }
+            Err(e) => return Err(CommitError::Again(e.to_string())),
+        }
+        Ok(Receipt {
+            store,
+            leftover: if settled.is_empty() {
+                Leftover::Nothing
+            } else {
+                Leftover::SharedFields(txn.clone(), settled)
+            },
+        })
+    }
+}
+
+/// Keeps reconciliation waiting while a degraded batch runs.
+pub(super) type Guard = tokio::sync::OwnedRwLockReadGuard<()>;
