@@ -62,6 +62,7 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
     let host = HostSettings {
         default_email_to: config.smtp.to.clone(),
         email_enabled: !config.smtp.host.trim().is_empty(),
+        capture_logs: false,
     };
     let runtime = Runtime::new(
         limits,

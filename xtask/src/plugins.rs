@@ -70,7 +70,7 @@ const WORKSPACES: [Workspace; 2] = [
     Workspace {
         dir: "tests/plugins",
         crate_prefix: "tocsin-test-plugin-",
-        plugins: &["spin", "hog", "panic"],
+        plugins: &["spin", "hog", "panic", "sockets"],
         dist: "tests/plugins/dist",
     },
 ];

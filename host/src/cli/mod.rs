@@ -1,6 +1,7 @@
-//! The `tocsin` command: `run`, `check`, `send`.
+//! The `tocsin` command: `run`, `check`, `send`, `dlq`, `plugin`.
 
 mod dlq;
+mod plugin;
 mod send;
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub enum Command {
     Send(send::SendArgs),
     /// Inspect and replay dead-lettered deliveries of a running engine.
     Dlq(dlq::DlqArgs),
+    /// Write, build, check and test plugins (no engine needed).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// Where things are; each overrides the config file and environment.
@@ -79,6 +83,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(paths) => check(paths.config()?).await,
         Command::Send(args) => send::run(args).await.map(|()| 0),
         Command::Dlq(args) => dlq::run(args).await.map(|()| 0),
+        Command::Plugin(command) => plugin::run(command).await,
     }
 }
 
@@ -110,11 +115,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn check(config: Config) -> anyhow::Result<i32> {
-    let (_rt, catalog, _) = crate::engine::load_catalog(&config).await?;
+    let (rt, catalog, _) = crate::engine::load_catalog(&config).await?;
+    let generation = catalog.generation().load_full();
     for p in catalog.plugin_status() {
         if let (Some(w), None) = (&p.world, &p.last_error) {
             let hash = p.hash.as_deref().map(|h| &h[..12]).unwrap_or("");
             println!("ok    plugin {:<18} {w:<10} {hash}", p.name);
+            // What `tocsin plugin check` says about its imports, too.
+            let Some(loaded) = generation.plugins.get(&p.name) else {
+                continue;
+            };
+            for import in crate::plugin::inspect::imports_of(&rt, &loaded.component) {
+                if let crate::plugin::inspect::ImportStatus::Stubbed(note) = import.status {
+                    println!("note  plugin {:<18} {note}", p.name);
+                }
+            }
         }
     }
     for r in catalog.rule_status() {

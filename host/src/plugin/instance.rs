@@ -102,6 +102,22 @@ impl Instances {
         self.live.retain(|hash, _| keep(hash));
     }
 
+    /// The log lines every live instance kept since the last call of this
+    /// (with [`crate::plugin::HostSettings::capture_logs`]), as (level,
+    /// message).
+    pub fn take_logs(&mut self) -> Vec<(String, String)> {
+        self.live
+            .values_mut()
+            .filter_map(|l| l.store.data_mut().logs.as_mut().map(std::mem::take))
+            .flatten()
+            .collect()
+    }
+
+    /// The runtime these instances run on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
     /// Number of live instances.
     pub fn len(&self) -> usize {
         self.live.len()
@@ -334,14 +350,13 @@ fn classify(
     let output = store.data_mut().take_output();
     // One line: logs, metrics labels and AMQP headers stay readable.
     let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The reason, not the wasm backtrace (it goes to the debug log).
+    tracing::debug!(plugin = %plugin, error = %format!("{e:?}"), "plugin call failed");
+    let reason = one_line(&e.root_cause().to_string());
     let detail = if output.is_empty() {
-        one_line(&format!("{e:#}"))
+        reason
     } else {
-        format!(
-            "{}; guest said: {}",
-            one_line(&format!("{e:#}")),
-            one_line(&output)
-        )
+        format!("{reason}; guest said: {}", one_line(&output))
     };
     match hit {
         Some(LimitHit::Deadline) => CallError::Deadline {

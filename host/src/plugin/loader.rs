@@ -72,6 +72,8 @@ pub struct LoadedPlugin {
     pub cached: bool,
     /// Time to compile or load the artifact, ms.
     pub compile_ms: f64,
+    /// The compiled component (cheap to clone), for inspection.
+    pub component: Component,
     pub(crate) pre: PluginPre,
 }
 
@@ -147,6 +149,7 @@ impl Runtime {
             loaded_at: crate::event::now_ms(),
             cached,
             compile_ms,
+            component,
             pre,
         })
     }
@@ -301,7 +304,7 @@ const PROVIDED_WASI: &[&str] = &[
 /// Whether the import `name` (`wasi:cli/environment@0.2.6`) is served by
 /// a linked WASI interface: the same interface at any 0.2.x version,
 /// which the linker's semver matching resolves to the 0.2.12 one.
-fn provided_wasi(name: &str) -> bool {
+pub(crate) fn provided_wasi(name: &str) -> bool {
     let (iface, version) = name.split_once('@').unwrap_or((name, ""));
     PROVIDED_WASI.contains(&iface) && (version.is_empty() || version.starts_with("0.2."))
 }
@@ -319,7 +322,6 @@ fn stub_unprovided_imports(
     engine: &wasmtime::Engine,
     component: &Component,
 ) -> wasmtime::Result<()> {
-    use wasmtime::component::ResourceType;
     for (name, item) in component.component_type().imports(engine) {
         if provided_wasi(name) || name.starts_with("tocsin:plugin/") {
             continue;
@@ -337,13 +339,32 @@ fn stub_unprovided_imports(
                     })?;
                 }
                 ComponentItem::Resource(_) => {
-                    stubs.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                    stubs.resource(export, stub_resource(export), |_, _| Ok(()))?;
                 }
                 _ => {}
             }
         }
     }
     Ok(())
+}
+
+/// The resource type a stubbed interface exports under `name`. The
+/// `wasi:io` resources other interfaces re-export (`use wasi:io/poll.
+/// {pollable}` in `wasi:clocks/monotonic-clock`, streams in
+/// `wasi:sockets` and `wasi:filesystem`) must be the host's own types, or
+/// the component is refused with "mismatched resource types" (what
+/// `jco`'s and Rust's `std::net` components hit). Every other stubbed
+/// resource is one opaque host type: no stub ever creates one.
+fn stub_resource(name: &str) -> wasmtime::component::ResourceType {
+    use wasmtime::component::ResourceType;
+    use wasmtime_wasi_io::{poll, streams};
+    match name {
+        "pollable" => ResourceType::host::<poll::DynPollable>(),
+        "input-stream" => ResourceType::host::<streams::DynInputStream>(),
+        "output-stream" => ResourceType::host::<streams::DynOutputStream>(),
+        "error" => ResourceType::host::<streams::Error>(),
+        _ => ResourceType::host::<()>(),
+    }
 }
 
 /// WASI pieces a wit-bindgen Rust guest imports even when it does no I/O.

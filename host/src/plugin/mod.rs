@@ -9,6 +9,7 @@
 
 pub mod bindings;
 pub mod capability;
+pub mod inspect;
 pub mod instance;
 pub mod loader;
 
@@ -55,6 +56,9 @@ pub struct HostSettings {
     /// Whether an SMTP server is configured; without one, email is refused
     /// at the capability rather than queued to fail later.
     pub email_enabled: bool,
+    /// Keep plugin log lines for the caller ([`Instances::take_logs`])
+    /// besides logging them: `tocsin plugin test` prints them.
+    pub capture_logs: bool,
 }
 
 /// How often the engine's epoch advances; the deadline granularity.
@@ -184,6 +188,7 @@ impl Runtime {
             call_budget: self.inner.limits.call_timeout,
             host_wait: Duration::ZERO,
             hit: None,
+            logs: self.inner.host.capture_logs.then(Vec::new),
         }
     }
 }
@@ -218,6 +223,8 @@ pub struct HostCtx {
     pub(crate) host_wait: Duration,
     /// Set when a sandbox limit stopped the call.
     hit: Option<LimitHit>,
+    /// Log lines kept for the caller (level, message), when asked for.
+    pub(crate) logs: Option<Vec<(String, String)>>,
 }
 
 impl HostCtx {

@@ -18,6 +18,16 @@ impl Host for HostCtx {
             message.truncate(cut);
             message.push('…');
         }
+        if let Some(logs) = &mut self.logs {
+            let name = match level {
+                Level::Trace => "trace",
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            };
+            logs.push((name.to_string(), message.clone()));
+        }
         let plugin = &*self.plugin;
         let rule = &*self.scope.rule;
         match level {
