@@ -20,8 +20,13 @@ fn tocsin(dir: &Path, args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(binary()?)
         .args(args)
         .current_dir(dir)
-        // Built projects share one cached target folder across runs.
+        // Built projects share one cached target folder across runs, and
+        // compiled components the engines' cache.
         .env("CARGO_TARGET_DIR", root().join("target").join("plugin-kit"))
+        .env(
+            "TOCSIN_ENGINE_CACHE",
+            root().join("target").join("test-plugin-cache"),
+        )
         .output()
         .with_context(|| format!("running tocsin {args:?}"))?;
     Ok((
@@ -215,4 +220,126 @@ async fn plugin_check_names_what_is_wrong() -> Result<()> {
     let report: Value = serde_json::from_str(&out)?;
     ensure!(report["error"]["call"] == "aggregate", "{report}");
     Ok(())
+}
+
+/// Builds a component with `tool ARGS` (a language toolchain's default
+/// options), then checks that `plugin test` shows its alert for the sample
+/// events and that a running engine serves it: three posted events give
+/// one notification on `/v1/ws`.
+async fn foreign_aggregator_runs(name: &str, tool: PathBuf, args: &[&str]) -> Result<()> {
+    let tmp = TempDir::new(name)?;
+    let dir = tmp.path();
+    ensure!(
+        tool.is_file(),
+        "{} not found: run the tests with `cargo xtask test` (it installs the toolchains)",
+        tool.display()
+    );
+    let wasm = dir.join(format!("{name}.wasm"));
+    let out = Command::new(&tool)
+        .args(args)
+        .arg("-o")
+        .arg(&wasm)
+        .current_dir(root().join("tests/plugins"))
+        .output()?;
+    ensure!(
+        out.status.success() && wasm.is_file(),
+        "{}: {}{}",
+        tool.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = root().join("host/templates/events.jsonl");
+    let ev = events.to_string_lossy().into_owned();
+    let file = format!("{name}.wasm");
+    let (code, out, err) = tocsin(dir, &["plugin", "test", &file, "--events", &ev])?;
+    ensure!(code == 0, "plugin test: {out}{err}");
+    let report: Value = serde_json::from_str(&out)?;
+    ensure!(
+        report["alerts"][0]["key"] == "DEVICE_START_FAILED|device-service",
+        "{report}"
+    );
+    ensure!(
+        report["alerts"].as_array().map(Vec::len) == Some(1),
+        "{report}"
+    );
+
+    let t = Tocsin::start(Setup {
+        plugins: vec!["websocket"],
+        default_rules: false,
+        ..Setup::default()
+    })
+    .await?;
+    let tmp_file = t.plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(&wasm, &tmp_file)?;
+    std::fs::rename(&tmp_file, t.plugins_dir.join(&file))?;
+    let rule = format!(
+        "[match]\ncodes = [\"DEVICE_START_FAILED\"]\n\n[aggregate]\nplugin = \"{name}\"\n\
+         config = {{ threshold = 3 }}\n\n[[channels]]\nplugin = \"websocket\"\ngrants = {{ websocket = true }}\n"
+    );
+    t.write_rule(&format!("{name}.toml"), &rule)?;
+    // Compiling a 12-18 MB component takes a while on a busy machine
+    // (once: the artifact is cached by content hash).
+    wait_for(
+        &format!("the {name} rule to serve"),
+        Duration::from_secs(300),
+        || async {
+            let r = t.rule_status(name).await.unwrap_or_default();
+            Ok(r["active"] == true && r["last_error"].is_null())
+        },
+    )
+    .await?;
+    let mut ws = t.ws(&format!("?rule={name}")).await?;
+    t.send(
+        "DEVICE_START_FAILED",
+        "device-service",
+        3,
+        "from a foreign plugin",
+    )
+    .await?;
+    let n = ws.next(WAIT).await?;
+    ensure!(
+        n["count"] == 3 && n["key"] == "DEVICE_START_FAILED|device-service",
+        "{n}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_python_plugin_built_with_default_options_runs_in_the_engine() -> Result<()> {
+    let wit = root().join("wit").to_string_lossy().into_owned();
+    let args = [
+        "-d",
+        &wit,
+        "-w",
+        "aggregator",
+        "componentize",
+        "app",
+        "-p",
+        "python",
+    ];
+    foreign_aggregator_runs(
+        "pyagg",
+        root().join("target/pyenv/bin/componentize-py"),
+        &args,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_javascript_plugin_built_with_default_options_runs_in_the_engine() -> Result<()> {
+    let wit = root().join("wit").to_string_lossy().into_owned();
+    let args = [
+        "componentize",
+        "js/app.js",
+        "--wit",
+        &wit,
+        "-n",
+        "aggregator",
+    ];
+    foreign_aggregator_runs(
+        "jsagg",
+        root().join("target/jsenv/node_modules/.bin/jco"),
+        &args,
+    )
+    .await
 }

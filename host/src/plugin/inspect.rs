@@ -138,7 +138,6 @@ fn status_of(name: &str) -> ImportStatus {
     let why = match iface.split('/').next().unwrap_or(iface) {
         "wasi:sockets" => "plugins get no sockets (deliveries go through the http, email and websocket capabilities)",
         "wasi:filesystem" => "plugins get no files (keep data in the state capability)",
-        "wasi:clocks" => "plugins get no clocks (events carry their times; the state capability keeps windows)",
         "wasi:http" => "plugins make no HTTP calls themselves (queue one with the http capability)",
         _ => "tocsin does not provide it",
     };

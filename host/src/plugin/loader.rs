@@ -299,6 +299,8 @@ const PROVIDED_WASI: &[&str] = &[
     "wasi:random/random",
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
 ];
 
 /// Whether the import `name` (`wasi:cli/environment@0.2.6`) is served by
@@ -397,5 +399,37 @@ fn add_minimal_wasi(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     random::random::add_to_linker::<HostCtx, WasiRandom>(l, HostCtx::random)?;
     random::insecure::add_to_linker::<HostCtx, WasiRandom>(l, HostCtx::random)?;
     random::insecure_seed::add_to_linker::<HostCtx, WasiRandom>(l, HostCtx::random)?;
+    add_clocks(l)?;
+    Ok(())
+}
+
+/// The clocks a plugin may read: the wall clock and the monotonic clock's
+/// `now` and `resolution`. Why: JavaScript and Python runtimes read them
+/// at start-up (`Date.now`, `performance.now`, `time`), and reading the
+/// time reveals nothing the event does not. What a plugin may not do is
+/// wait: `subscribe-duration` and `subscribe-instant` trap, because a
+/// guest blocked in a host call is outside its CPU deadline and would hold
+/// a pipeline worker for as long as it liked.
+fn add_clocks(l: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::clocks;
+    clocks::wall_clock::add_to_linker::<HostCtx, WasiClocks>(l, HostCtx::clocks)?;
+    let started = std::time::Instant::now();
+    let mut mono = l.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    mono.resource(
+        "pollable",
+        ResourceType::host::<wasmtime_wasi_io::poll::DynPollable>(),
+        |_, _| Ok(()),
+    )?;
+    mono.func_wrap("now", move |_, (): ()| {
+        Ok((u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),))
+    })?;
+    mono.func_wrap("resolution", |_, (): ()| Ok((1u64,)))?;
+    for wait in ["subscribe-duration", "subscribe-instant"] {
+        mono.func_wrap(wait, move |_, (_,): (u64,)| -> wasmtime::Result<(wasmtime::component::Resource<wasmtime_wasi_io::poll::DynPollable>,)> {
+            wasmtime::bail!("plugins may not wait (`wasi:clocks/monotonic-clock#{wait}`): a call must finish within its deadline")
+        })?;
+    }
     Ok(())
 }

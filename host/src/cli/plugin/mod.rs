@@ -95,8 +95,13 @@ fn scratch_runtime(sandbox: &SandboxArgs, scratch: &Path) -> anyhow::Result<Runt
     Ok(Runtime::new(limits, state, host, cache)?)
 }
 
+/// The engine's compile cache when `TOCSIN_ENGINE_CACHE` names one (so a
+/// plugin tested here starts at once in an engine sharing it), else
 /// `$XDG_CACHE_HOME/tocsin/compiled` or `~/.cache/tocsin/compiled`.
 fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TOCSIN_ENGINE_CACHE").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
