@@ -21,6 +21,11 @@
 //! [`Checkpoint`], so a trap leaves no partial writes either. The price is
 //! that one rule's aggregation runs on one instance at a time; matching,
 //! routing, rendering and delivery, and different rules, run in parallel.
+//!
+//! Longer than ~500 lines on purpose: lock, load, read, write, commit and
+//! resolve share the private slots and the lease; split, each part would
+//! reach into the others' insides (how this module once was, with
+//! `RedisState`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
