@@ -62,10 +62,9 @@ const GITIGNORE: &str = include_str!("../../../templates/gitignore.tmpl");
 /// Writes the project; prints what it wrote and what to run next.
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let name = &args.name;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    // A name rules can use (the catalog's rule) that is also a crate name.
+    if !crate::catalog::rule::valid_name(name)
+        || name.contains('.')
         || !name.starts_with(|c: char| c.is_ascii_alphabetic())
     {
         bail!("plugin name {name:?}: use a letter, then letters, digits, `-` or `_`");
