@@ -16,8 +16,12 @@
 //!
 //! An instance that was only late, not dead, checks that set before each
 //! attempt (the dispatcher's fence) and does not send what was taken from
-//! it; what remains is a delivery already in flight at the moment of the
-//! takeover, sent by both with the same id.
+//! it. The same Redis step refreshes its heartbeat, so no takeover can
+//! happen for a heartbeat's lifetime after the answer; a send that has not
+//! started within half of it (the instance was stopped or starved between
+//! the answer and the send) asks again. What remains is a delivery already
+//! being sent at the moment the instance stopped, sent by both with the
+//! same id.
 //!
 //! What this promises: every committed alert is delivered by some
 //! instance. A delivery the dead instance had sent but not yet settled
@@ -31,6 +35,7 @@ use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 
+use crate::deliver::dispatch::Fenced;
 use crate::deliver::shared::decode;
 use crate::deliver::{Deliverer, Status};
 use crate::state::redis::outbox_key;
@@ -54,6 +59,10 @@ fn heartbeat_key(instance: &str) -> String {
     format!("\u{1e}instance\u{1f}{instance}")
 }
 
+/// Answers whether a delivery was taken over and, if not, refreshes the
+/// heartbeat in the same step (see [`Cluster::fence`]).
+const FENCE: &str = include_str!("lua/fence.lua");
+
 const MEMBERS: &str = "\u{1e}instances";
 
 /// Refreshes this instance's heartbeat (KEYS[1], ARGV[2] ms) and its
@@ -70,6 +79,7 @@ pub struct Cluster {
     heartbeat_ttl: Duration,
     heartbeat: Arc<Script>,
     take_over: Arc<Script>,
+    fence: Arc<Script>,
 }
 
 impl Cluster {
@@ -86,6 +96,7 @@ impl Cluster {
             heartbeat_ttl,
             heartbeat: Arc::new(Script::new(HEARTBEAT)),
             take_over: Arc::new(Script::new(TAKE_OVER)),
+            fence: Arc::new(Script::new(FENCE)),
         };
         me.heartbeat().await?;
         me.adopt_own(deliverer).await?;
@@ -95,7 +106,7 @@ impl Cluster {
         let fence = me.clone();
         deliverer
             .dispatcher()
-            .set_fence(Arc::new(move |id| Box::pin(fence.clone().taken(id))));
+            .set_fence(Arc::new(move |id| Box::pin(fence.clone().fence(id))));
         tokio::spawn(me.clone().settle_loop(rx));
         let watcher = me.clone();
         let deliverer = deliverer.clone();
@@ -147,14 +158,32 @@ impl Cluster {
             .await
     }
 
-    /// Whether delivery `id` was taken over by another instance (see the
-    /// module documentation); `false` when Redis cannot say.
-    async fn taken(self, id: String) -> bool {
+    /// The fence for delivery `id` (see the module documentation): taken
+    /// over, or clear for half the heartbeat's lifetime from now, since
+    /// the same step refreshed the heartbeat. Clear when Redis cannot say.
+    async fn fence(self, id: String) -> Fenced {
+        let asked = std::time::Instant::now();
+        let until = asked + self.heartbeat_ttl / 2;
         let mut conn = self.redis.connection();
-        let key = self.redis.key(&taken_key(self.redis.instance()));
-        conn.sismember(key, format!("d:{id}"))
-            .await
-            .unwrap_or(false)
+        let taken: redis::RedisResult<i64> = self
+            .fence
+            .key(self.redis.key(&taken_key(self.redis.instance())))
+            .key(self.redis.key(&heartbeat_key(self.redis.instance())))
+            .key(self.redis.key(MEMBERS))
+            .arg(format!("d:{id}"))
+            .arg(self.heartbeat_ttl.as_millis() as u64)
+            .arg(crate::event::now_ms())
+            .arg(self.redis.instance())
+            .invoke_async(&mut conn)
+            .await;
+        match taken {
+            Ok(1) => Fenced::Taken,
+            Ok(_) => Fenced::Clear(until),
+            Err(e) => {
+                tracing::debug!(delivery = %id, error = %e, "the fence could not ask Redis; sending");
+                Fenced::Clear(until)
+            }
+        }
     }
 
     /// Records locally the deliveries of this instance's hash that the

@@ -48,9 +48,22 @@ struct Inner {
     fence: std::sync::OnceLock<Fence>,
 }
 
-/// Whether a delivery (by id) was taken over by another instance. An
-/// error answers `false`: sending twice beats not sending.
-pub type Fence = Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+/// Asks whether a delivery (by id) was taken over by another instance.
+/// An error answers [`Fenced::Clear`]: sending twice beats not sending.
+pub type Fence = Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, Fenced> + Send + Sync>;
+
+/// The fence's answer for one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    /// Another instance took it over: this one must not send it.
+    Taken,
+    /// Not taken, and no takeover can happen before this instant: a send
+    /// that has not started by then asks again. Why: an instance stopped
+    /// (SIGSTOP, a starved machine) between the answer and the send would
+    /// otherwise wake up after its deliveries were taken over and send
+    /// them too.
+    Clear(std::time::Instant),
+}
 
 impl Dispatcher {
     /// Starts the scheduling loop.
@@ -174,25 +187,50 @@ impl Dispatcher {
         self.inner.wake.notify_one();
     }
 
+    /// The fence's answer for `id`: `None` when another instance took the
+    /// delivery over, else until when a send may start. Without a cluster,
+    /// always clear.
+    async fn fence(&self, id: &str) -> Option<std::time::Instant> {
+        let Some(fence) = self.inner.fence.get() else {
+            return Some(std::time::Instant::now() + Duration::from_secs(3600));
+        };
+        match fence(id.to_string()).await {
+            Fenced::Taken => None,
+            Fenced::Clear(until) => Some(until),
+        }
+    }
+
+    /// Settles a delivery another instance took over, without sending it.
+    fn hand_over(&self, mut row: DeliveryRow) {
+        tracing::info!(delivery = %row.id, "another instance took this delivery over; not sending it");
+        metrics::counter!("tocsin_deliveries_fenced_total").increment(1);
+        row.status = Status::HandedOver;
+        row.last_error = Some("taken over by another instance".into());
+        self.inner.outbox.update(&row);
+        self.inner.rows.lock().remove(&row.id);
+    }
+
     async fn attempt(&self, mut row: DeliveryRow) {
         // Before the breaker: a delivery taken over is settled here at
         // once, not deferred with the others while the breaker is open.
-        if let Some(fence) = self.inner.fence.get() {
-            if fence(row.id.clone()).await {
-                tracing::info!(delivery = %row.id, "another instance took this delivery over; not sending it");
-                metrics::counter!("tocsin_deliveries_fenced_total").increment(1);
-                row.status = Status::HandedOver;
-                row.last_error = Some("taken over by another instance".into());
-                self.inner.outbox.update(&row);
-                self.inner.rows.lock().remove(&row.id);
-                return;
-            }
-        }
+        let mut clear_until = match self.fence(&row.id).await {
+            Some(until) => until,
+            None => return self.hand_over(row),
+        };
         if let Err(wait) = self.inner.breakers.allow(&row.target) {
             metrics::counter!("tocsin_deliveries_deferred_total", "kind" => row.kind.clone())
                 .increment(1);
             self.schedule(&row.id, now_ms() + wait.as_millis() as i64);
             return;
+        }
+        // The fence's answer holds only for a while: past it, ask again.
+        // Nothing awaits between this check and the send's first step.
+        while std::time::Instant::now() >= clear_until {
+            metrics::counter!("tocsin_deliveries_refenced_total").increment(1);
+            clear_until = match self.fence(&row.id).await {
+                Some(until) => until,
+                None => return self.hand_over(row),
+            };
         }
         let outcome = match &row.payload {
             Delivery::Http(req) => webhook::send(&self.inner.http, &row.id, req).await,
