@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::tocsin::event::{Event, Severity};
-use ::tocsin::plugin::bindings::{Alert, ErrorEvent};
+use ::tocsin::plugin::bindings::{ErrorEvent, WitSeverity};
 use ::tocsin::plugin::instance::{BindingConfig, PluginUse};
 use ::tocsin::plugin::{HostSettings, Instances, Runtime, SandboxLimits};
 use ::tocsin::state::{scoped_key, EmbeddedState, StateOps, StateStore, StateView};
@@ -23,16 +23,28 @@ fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("embedded state operations are synchronous")
 }
 
-/// The guest bindings' module path, mapped onto the host's identical types,
-/// so the plugin's logic module compiles natively unchanged.
-mod tocsin {
-    pub mod plugin {
-        pub mod types {
-            pub use ::tocsin::plugin::bindings::{Alert, ErrorEvent, WitSeverity as Severity};
-        }
-        pub mod state {
-            pub use ::tocsin::plugin::bindings::aggregator::tocsin::plugin::state::WindowHit;
-        }
+/// The same event as the SDK's type (what the plugin's logic takes),
+/// converted before any timing.
+fn to_sdk(e: &ErrorEvent) -> tocsin_plugin_sdk::aggregator::ErrorEvent {
+    use tocsin_plugin_sdk::aggregator::Severity as S;
+    tocsin_plugin_sdk::aggregator::ErrorEvent {
+        event_id: e.event_id.clone(),
+        source: e.source.clone(),
+        error_code: e.error_code.clone(),
+        severity: match e.severity {
+            WitSeverity::Critical => S::Critical,
+            WitSeverity::High => S::High,
+            WitSeverity::Medium => S::Medium,
+            WitSeverity::Low => S::Low,
+        },
+        message: e.message.clone(),
+        service_name: e.service_name.clone(),
+        timestamp: e.timestamp,
+        received_at: e.received_at,
+        user_message: e.user_message.clone(),
+        user_id: e.user_id.clone(),
+        stack_trace: e.stack_trace.clone(),
+        metadata: e.metadata.clone(),
     }
 }
 
@@ -90,7 +102,7 @@ impl logic::State for NativeState<'_> {
         now: i64,
         window_ms: u64,
         threshold: u64,
-    ) -> tocsin::plugin::state::WindowHit {
+    ) -> tocsin_plugin_sdk::WindowHit {
         let h = ready(self.store.window_add(
             &scoped_key(self.rule, key),
             delta,
@@ -98,7 +110,7 @@ impl logic::State for NativeState<'_> {
             window_ms,
             threshold,
         ));
-        tocsin::plugin::state::WindowHit {
+        tocsin_plugin_sdk::WindowHit {
             before: h.before,
             fires: h.fires,
             after: h.after,
@@ -202,7 +214,11 @@ async fn run_wasm(
     Ok((best, alerts))
 }
 
-fn run_native(events: &[ErrorEvent], batch: usize, rounds: usize) -> anyhow::Result<(f64, usize)> {
+fn run_native(
+    events: &[tocsin_plugin_sdk::aggregator::ErrorEvent],
+    batch: usize,
+    rounds: usize,
+) -> anyhow::Result<(f64, usize)> {
     let store = EmbeddedState::open(&tempdir("native-state"))?;
     let config = logic::Config::parse(CONFIG).map_err(anyhow::Error::msg)?;
     let mut state = NativeState {
@@ -214,7 +230,7 @@ fn run_native(events: &[ErrorEvent], batch: usize, rounds: usize) -> anyhow::Res
     for _ in 0..rounds {
         let started = Instant::now();
         for chunk in events.chunks(batch) {
-            let out: Vec<Alert> =
+            let out: Vec<tocsin_plugin_sdk::aggregator::Alert> =
                 logic::aggregate(&config, chunk, &mut state).map_err(anyhow::Error::msg)?;
             alerts += out.len();
         }
@@ -242,7 +258,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut figures = Vec::new();
-    let (native, native_alerts) = run_native(&events, 256, 5)?;
+    let (native, native_alerts) =
+        run_native(&events.iter().map(to_sdk).collect::<Vec<_>>(), 256, 5)?;
     figures.push(Figure {
         label: "native Rust, batch 256".into(),
         per_sec: native,

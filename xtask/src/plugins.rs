@@ -41,8 +41,11 @@ struct Workspace {
     dir: &'static str,
     /// Crate name prefix; the crate of plugin `x` is `<prefix>x`.
     crate_prefix: &'static str,
-    /// Plugin names: crate `<prefix><name>` is published as `<name>.wasm`.
-    plugins: &'static [&'static str],
+    /// Plugin names, by world: crate `<prefix><name>` is published as
+    /// `<name>.wasm`. Each group is built by its own cargo invocation,
+    /// because cargo unifies features and the SDK's world features must
+    /// not meet in one component.
+    plugins: &'static [&'static [&'static str]],
     /// Where the components go, relative to the root.
     dist: &'static str,
 }
@@ -52,25 +55,27 @@ const WORKSPACES: [Workspace; 2] = [
         dir: "plugins",
         crate_prefix: "tocsin-plugin-",
         plugins: &[
-            "threshold",
-            "severity-router",
-            "log",
-            "websocket",
-            "email",
-            "webhook",
-            "slack",
-            "dingtalk",
-            "feishu",
-            "wecom",
-            "teams",
-            "pagerduty",
+            &["threshold"],
+            &["severity-router"],
+            &[
+                "log",
+                "websocket",
+                "email",
+                "webhook",
+                "slack",
+                "dingtalk",
+                "feishu",
+                "wecom",
+                "teams",
+                "pagerduty",
+            ],
         ],
         dist: "plugins/dist",
     },
     Workspace {
         dir: "tests/plugins",
         crate_prefix: "tocsin-test-plugin-",
-        plugins: &["spin", "hog", "panic", "sockets"],
+        plugins: &[&["spin", "hog", "panic", "sockets"]],
         dist: "tests/plugins/dist",
     },
 ];
@@ -87,7 +92,9 @@ pub fn build_plugins(root: &Path) -> Result<()> {
     add_target(root);
     let target_dir = root.join("plugins").join("target");
     for workspace in &WORKSPACES {
-        build(root, workspace, &target_dir)?;
+        for group in workspace.plugins {
+            build(root, workspace, group, &target_dir)?;
+        }
         publish(root, workspace, &target_dir)?;
     }
     Ok(())
@@ -120,8 +127,9 @@ fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// `cargo build --release --target wasm32-wasip2` for one workspace.
-fn build(root: &Path, workspace: &Workspace, target_dir: &Path) -> Result<()> {
+/// `cargo build --release --target wasm32-wasip2` for one group of a
+/// workspace's plugins.
+fn build(root: &Path, workspace: &Workspace, group: &[&str], target_dir: &Path) -> Result<()> {
     let manifest = root.join(workspace.dir).join("Cargo.toml");
     let mut command = Command::new(cargo());
     command
@@ -131,6 +139,11 @@ fn build(root: &Path, workspace: &Workspace, target_dir: &Path) -> Result<()> {
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(root);
+    for name in group {
+        command
+            .arg("-p")
+            .arg(format!("{}{name}", workspace.crate_prefix));
+    }
     for var in CLEARED_ENV {
         command.env_remove(var);
     }
@@ -148,7 +161,7 @@ fn publish(root: &Path, workspace: &Workspace, target_dir: &Path) -> Result<()> 
     let out_dir = target_dir.join(TARGET).join("release");
     let dist = root.join(workspace.dist);
     fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
-    for name in workspace.plugins {
+    for name in workspace.plugins.iter().flat_map(|g| g.iter()) {
         // Cargo names a cdylib after the crate, with `-` turned into `_`.
         let built = out_dir.join(format!(
             "{}.wasm",

@@ -22,15 +22,10 @@
 //! a delivery still retrying (or replayed from the dead letters) more than
 //! an hour after the alert is refused by DingTalk (`errcode` 310000).
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::json;
-use tocsin_plugin_support::channel::{JsonChannel, JsonRequest, Markdown, Notice};
-use tocsin_plugin_support::sign::{hmac_sha256_base64, query_escape};
-use tocsin_plugin_support::Table;
+use tocsin_plugin_sdk::chat::{JsonChannel, JsonRequest, Markdown, Notice};
+use tocsin_plugin_sdk::sign::{hmac_sha256_base64, query_escape};
+use tocsin_plugin_sdk::Table;
 
 /// Settings of one binding.
 #[derive(Debug)]
@@ -100,12 +95,12 @@ impl JsonChannel for DingTalk {
     }
 }
 
-tocsin_plugin_support::json_channel!(DingTalk);
+tocsin_plugin_sdk::export_channel!(DingTalk);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::configure;
+    use tocsin_plugin_sdk::chat::configure;
 
     #[test]
     fn payload_and_signature() {

@@ -20,20 +20,11 @@
 
 mod template;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use template::{Mode, Template};
-use tocsin::plugin::email::{send, Message};
-use tocsin_plugin_support::channel::is_resolution;
-use tocsin_plugin_support::{Registry, Table};
-
-thread_local! {
-    /// Configurations by binding (see [`Registry`]).
-    static CONFIGS: Registry<Config> = const { Registry::new("email") };
-}
+use tocsin_plugin_sdk::channel::{Alert, Channel};
+use tocsin_plugin_sdk::chat::is_resolution;
+use tocsin_plugin_sdk::email::send;
+use tocsin_plugin_sdk::{EmailMessage as Message, Table};
 
 /// Default subject: severity first so mail filters can sort on it.
 const DEFAULT_SUBJECT: &str = "[tocsin][{severity}] {title}";
@@ -89,8 +80,7 @@ struct Config {
 }
 
 impl Config {
-    fn parse(json: &str) -> Result<Config, String> {
-        let mut t = Table::parse("email", json)?;
+    fn read(t: &mut Table) -> Result<Config, String> {
         let to = t.strings("to")?.unwrap_or_default();
         for address in &to {
             let plausible = address.contains('@')
@@ -109,7 +99,6 @@ impl Config {
         let subject = template("subject", DEFAULT_SUBJECT)?;
         let text = template("text", DEFAULT_TEXT)?;
         let html = template("html", DEFAULT_HTML)?;
-        t.finish()?;
         Ok(Config {
             to,
             subject,
@@ -133,32 +122,28 @@ impl Config {
     }
 }
 
-/// The component's exports.
-struct EmailChannel;
+impl Channel for Config {
+    const NAME: &'static str = "email";
 
-impl Guest for EmailChannel {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let config = Config::parse(&config)?;
-        CONFIGS.with(|c| c.insert(&binding, config));
-        Ok(())
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        Config::read(config)
     }
 
-    fn deliver(binding: String, alert: Alert) -> Result<(), String> {
-        let config = CONFIGS.with(|c| c.get(&binding))?;
-        send(&config.message(&alert)).map_err(|e| format!("email: {e}"))
+    fn deliver(&self, alert: Alert) -> Result<(), String> {
+        send(&self.message(&alert)).map_err(|e| format!("email: {e}"))
     }
 }
 
-export!(EmailChannel);
+tocsin_plugin_sdk::export_channel!(Config);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin::plugin::types::Severity;
+    use tocsin_plugin_sdk::channel::Severity;
 
     #[test]
     fn defaults_render() {
-        let config = Config::parse("{}").unwrap();
+        let config = Config::from_json("{}").unwrap();
         let alert = Alert {
             key: "E|svc".into(),
             rule: "r".into(),
@@ -176,14 +161,14 @@ mod tests {
         assert_eq!(m.subject, "[tocsin][critical] E x3 on svc");
         assert!(m.text.contains("Samples:\n- boom\n"));
         assert!(m.html.unwrap().contains("<li>boom</li>"));
-        let config = Config::parse(r#"{"html":"","to":"a@b.c"}"#).unwrap();
+        let config = Config::from_json(r#"{"html":"","to":"a@b.c"}"#).unwrap();
         assert!(config.message(&alert).html.is_none());
         assert_eq!(config.to, ["a@b.c"]);
     }
 
     #[test]
     fn errors_name_the_key() {
-        let err = |json: &str| Config::parse(json).unwrap_err();
+        let err = |json: &str| Config::from_json(json).unwrap_err();
         assert!(err(r#"{"subject":"{sevrity}"}"#)
             .starts_with(r#"email: "subject": unknown placeholder "{sevrity}""#));
         assert!(err(r#"{"to":["a@b.c, d@e.f"]}"#).starts_with(r#"email: "to":"#));

@@ -4,8 +4,8 @@
 //! placeholder is reported by `tocsin check` instead of being mailed
 //! verbatim at 3 a.m. `{{` and `}}` write literal braces.
 
-use crate::tocsin::plugin::types::{Alert, Severity};
-use tocsin_plugin_support::rfc3339;
+use tocsin_plugin_sdk::channel::{Alert, Severity};
+use tocsin_plugin_sdk::rfc3339;
 
 /// The placeholders, as written in templates, for error messages.
 const AVAILABLE: &str =

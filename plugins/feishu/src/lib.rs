@@ -26,15 +26,10 @@
 //! alert's last-seen time; Feishu accepts one within an hour of its own
 //! clock, so a delivery retried or replayed later than that is refused.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::{json, Value};
-use tocsin_plugin_support::channel::{JsonChannel, JsonRequest, Markdown, Notice};
-use tocsin_plugin_support::sign::hmac_sha256_base64;
-use tocsin_plugin_support::Table;
+use tocsin_plugin_sdk::chat::{JsonChannel, JsonRequest, Markdown, Notice};
+use tocsin_plugin_sdk::sign::hmac_sha256_base64;
+use tocsin_plugin_sdk::Table;
 
 /// Which Feishu message type to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,12 +122,12 @@ impl JsonChannel for Feishu {
     }
 }
 
-tocsin_plugin_support::json_channel!(Feishu);
+tocsin_plugin_sdk::export_channel!(Feishu);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::configure;
+    use tocsin_plugin_sdk::chat::configure;
 
     #[test]
     fn card_with_signature() {

@@ -5,27 +5,20 @@
 //! level, with the plugin and rule attached by the host.
 //!
 //! ```toml
-//! [[rules.device-start.channels]]
+//! [[channels]]
 //! plugin = "log"
-//! level = "warn"   # trace, debug, info (default), warn, error
+//! config = { level = "warn" }   # trace, debug, info (default), warn, error
 //! ```
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
+use tocsin_plugin_sdk::channel::{Alert, Channel};
+use tocsin_plugin_sdk::log::log;
+use tocsin_plugin_sdk::{Level, Table};
 
-use tocsin::plugin::log::{log, Level};
-use tocsin_plugin_support::{Registry, Table};
-
-thread_local! {
-    /// Level by binding (see [`Registry`]).
-    static CONFIGS: Registry<Level> = const { Registry::new("log") };
-}
+/// Settings of one binding: the level alerts are logged at.
+struct LogChannel(Level);
 
 /// Read the `level` setting.
-fn parse(json: &str) -> Result<Level, String> {
-    let mut t = Table::parse("log", json)?;
+fn read(t: &mut Table) -> Result<Level, String> {
     let level = match t.string("level")?.as_deref() {
         None | Some("info") => Level::Info,
         Some("trace") => Level::Trace,
@@ -39,28 +32,23 @@ fn parse(json: &str) -> Result<Level, String> {
             ))
         }
     };
-    t.finish()?;
     Ok(level)
 }
 
-/// The component's exports.
-struct LogChannel;
+impl Channel for LogChannel {
+    const NAME: &'static str = "log";
 
-impl Guest for LogChannel {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let level = parse(&config)?;
-        CONFIGS.with(|c| c.insert(&binding, level));
-        Ok(())
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        read(config).map(LogChannel)
     }
 
-    fn deliver(binding: String, alert: Alert) -> Result<(), String> {
-        let level = CONFIGS.with(|c| c.get(&binding))?;
+    fn deliver(&self, alert: Alert) -> Result<(), String> {
         log(
-            *level,
+            self.0,
             &format!("[{}] {}: {}", alert.rule, alert.title, alert.summary),
         );
         Ok(())
     }
 }
 
-export!(LogChannel);
+tocsin_plugin_sdk::export_channel!(LogChannel);

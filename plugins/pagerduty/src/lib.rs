@@ -26,14 +26,9 @@
 //! again. Severities map critical → `critical`, high → `error`, medium →
 //! `warning`, low → `info`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::{json, Map, Value};
-use tocsin_plugin_support::channel::{truncate, truncate_bytes, JsonChannel, JsonRequest, Notice};
-use tocsin_plugin_support::{rfc3339, Table};
+use tocsin_plugin_sdk::chat::{truncate, truncate_bytes, JsonChannel, JsonRequest, Notice};
+use tocsin_plugin_sdk::{rfc3339, Table};
 
 /// The Events API v2 endpoint (US service region).
 const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -122,12 +117,12 @@ impl JsonChannel for PagerDuty {
     }
 }
 
-tocsin_plugin_support::json_channel!(PagerDuty);
+tocsin_plugin_sdk::export_channel!(PagerDuty);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::{configure, Severity};
+    use tocsin_plugin_sdk::chat::{configure, Severity};
 
     const KEY: &str = "0123456789abcdef0123456789ABCDEF";
 

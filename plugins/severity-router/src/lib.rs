@@ -15,18 +15,9 @@
 //! # channels = ["log"]             # always exactly these
 //! ```
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "router",
-});
-
-use tocsin::plugin::types::Severity;
-use tocsin_plugin_support::{Registry, Table};
-
-thread_local! {
-    /// Configurations by binding (see [`Registry`]).
-    static CONFIGS: Registry<Config> = const { Registry::new("severity-router") };
-}
+use tocsin_plugin_sdk::router::Severity;
+use tocsin_plugin_sdk::router::{Alert, Router};
+use tocsin_plugin_sdk::Table;
 
 /// Channel names by severity (`"*"`: all of the rule's channels).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,17 +29,16 @@ struct Config {
 }
 
 impl Config {
-    fn parse(json: &str) -> Result<Config, String> {
-        let mut t = Table::parse("severity-router", json)?;
+    fn read(t: &mut Table) -> Result<Config, String> {
         let all = || vec!["*".to_string()];
         let dashboard = || vec!["websocket".to_string(), "log".to_string()];
         let mut config = Config {
-            critical: names(&mut t, "critical")?.unwrap_or_else(all),
-            high: names(&mut t, "high")?.unwrap_or_else(all),
-            medium: names(&mut t, "medium")?.unwrap_or_else(dashboard),
-            low: names(&mut t, "low")?.unwrap_or_else(dashboard),
+            critical: names(t, "critical")?.unwrap_or_else(all),
+            high: names(t, "high")?.unwrap_or_else(all),
+            medium: names(t, "medium")?.unwrap_or_else(dashboard),
+            low: names(t, "low")?.unwrap_or_else(dashboard),
         };
-        if let Some(always) = names(&mut t, "channels")? {
+        if let Some(always) = names(t, "channels")? {
             config = Config {
                 critical: always.clone(),
                 high: always.clone(),
@@ -56,7 +46,6 @@ impl Config {
                 low: always,
             };
         }
-        t.finish()?;
         Ok(config)
     }
 
@@ -96,23 +85,19 @@ fn select(wanted: &[String], channels: &[String]) -> Vec<String> {
     out
 }
 
-/// The component's exports.
-struct SeverityRouter;
+impl Router for Config {
+    const NAME: &'static str = "severity-router";
 
-impl Guest for SeverityRouter {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let config = Config::parse(&config)?;
-        CONFIGS.with(|c| c.insert(&binding, config));
-        Ok(())
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        Config::read(config)
     }
 
-    fn route(binding: String, alert: Alert, channels: Vec<String>) -> Result<Vec<String>, String> {
-        let config = CONFIGS.with(|c| c.get(&binding))?;
-        Ok(select(config.for_severity(alert.severity), &channels))
+    fn route(&self, alert: &Alert, channels: Vec<String>) -> Result<Vec<String>, String> {
+        Ok(select(self.for_severity(alert.severity), &channels))
     }
 }
 
-export!(SeverityRouter);
+tocsin_plugin_sdk::export_router!(Config);
 
 #[cfg(test)]
 mod tests {
@@ -124,7 +109,7 @@ mod tests {
 
     #[test]
     fn defaults_and_star() {
-        let config = Config::parse("{}").unwrap();
+        let config = Config::from_json("{}").unwrap();
         let rule = strings(&["email", "websocket", "log", "email"]);
         assert_eq!(
             select(config.for_severity(Severity::High), &rule),
@@ -139,17 +124,17 @@ mod tests {
 
     #[test]
     fn override_and_errors() {
-        let config = Config::parse(r#"{"low":["log"],"channels":["email","log"]}"#).unwrap();
+        let config = Config::from_json(r#"{"low":["log"],"channels":["email","log"]}"#).unwrap();
         let rule = strings(&["log", "websocket", "email"]);
         assert_eq!(
             select(config.for_severity(Severity::Low), &rule),
             ["log", "email"]
         );
-        assert!(Config::parse(r#"{"hihg":["*"]}"#)
+        assert!(Config::from_json(r#"{"hihg":["*"]}"#)
             .unwrap_err()
             .contains(r#"unknown key "hihg""#));
-        assert!(Config::parse(r#"{"high":"email"}"#).is_ok());
-        assert!(Config::parse(r#"{"high":[1]}"#)
+        assert!(Config::from_json(r#"{"high":"email"}"#).is_ok());
+        assert!(Config::from_json(r#"{"high":[1]}"#)
             .unwrap_err()
             .contains("\"high\""));
     }

@@ -25,14 +25,9 @@
 //! `username` and `icon-emoji` are only honoured by Slack's legacy webhooks;
 //! an app's webhook posts to the channel it was created for.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::{json, Map, Value};
-use tocsin_plugin_support::channel::{truncate, JsonChannel, JsonRequest, Notice};
-use tocsin_plugin_support::Table;
+use tocsin_plugin_sdk::chat::{truncate, JsonChannel, JsonRequest, Notice};
+use tocsin_plugin_sdk::Table;
 
 /// Block Kit limits: a header's text, and a section's or context element's.
 const HEADER_CHARS: usize = 150;
@@ -128,12 +123,12 @@ impl JsonChannel for Slack {
     }
 }
 
-tocsin_plugin_support::json_channel!(Slack);
+tocsin_plugin_sdk::export_channel!(Slack);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::configure;
+    use tocsin_plugin_sdk::chat::configure;
 
     #[test]
     fn payload() {

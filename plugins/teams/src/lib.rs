@@ -20,14 +20,9 @@
 //!   "title", "sections": [{"text", "facts": [{"name", "value"}]}, ...]}` for
 //!   the Office 365 connector webhooks.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::{json, Value};
-use tocsin_plugin_support::channel::{JsonChannel, JsonRequest, Notice};
-use tocsin_plugin_support::Table;
+use tocsin_plugin_sdk::chat::{JsonChannel, JsonRequest, Notice};
+use tocsin_plugin_sdk::Table;
 
 /// Which card to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,12 +130,12 @@ impl JsonChannel for Teams {
     }
 }
 
-tocsin_plugin_support::json_channel!(Teams);
+tocsin_plugin_sdk::export_channel!(Teams);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::configure;
+    use tocsin_plugin_sdk::chat::configure;
 
     #[test]
     fn adaptive_card_by_default() {

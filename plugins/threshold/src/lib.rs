@@ -7,49 +7,33 @@
 //! instances.
 //!
 //! ```toml
-//! [rules.device-start.aggregator]
+//! # rules/device-start.toml
+//! [aggregate]
 //! plugin = "threshold"
-//! threshold = 3
-//! window = "15m"
-//! key = ["error-code", "service-name"]   # default
-//! samples = 5                            # default
-//! quiet = "1h"                           # default: none
-//! clock = "received"                     # or "event"
+//! config = { threshold = 3, window = "15m" }
+//! # optional in config: key = ["error-code", "service-name"] (default),
+//! #   samples = 5 (default), quiet = "1h" (default: none),
+//! #   clock = "received" (default) or "event"
 //! ```
 //!
 //! The algorithm lives in [`logic`], written against the [`logic::State`]
 //! trait so it is unit-tested natively; this file only wires it to the
-//! generated bindings.
+//! SDK (`tocsin-plugin-sdk`).
 
 pub mod logic;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "aggregator",
-});
+use tocsin_plugin_sdk::aggregator::{Aggregator, Alert, ErrorEvent};
+use tocsin_plugin_sdk::{log, state, Table, WindowHit};
 
-use tocsin::plugin::log::{self as host_log, Level};
-use tocsin::plugin::state;
-use tocsin_plugin_support::Registry;
+impl Aggregator for logic::Config {
+    const NAME: &'static str = "threshold";
 
-thread_local! {
-    /// Configurations by binding (see [`Registry`]).
-    static CONFIGS: Registry<logic::Config> = const { Registry::new("threshold") };
-}
-
-/// The component's exports.
-struct Threshold;
-
-impl Guest for Threshold {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let config = logic::Config::parse(&config)?;
-        CONFIGS.with(|c| c.insert(&binding, config));
-        Ok(())
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        logic::Config::read(config)
     }
 
-    fn aggregate(binding: String, events: Vec<ErrorEvent>) -> Result<Vec<Alert>, String> {
-        let config = CONFIGS.with(|c| c.get(&binding))?;
-        logic::aggregate(&config, &events, &mut HostState)
+    fn aggregate(&self, events: Vec<ErrorEvent>) -> Result<Vec<Alert>, String> {
+        logic::aggregate(self, &events, &mut HostState)
     }
 }
 
@@ -64,7 +48,7 @@ impl logic::State for HostState {
         now: i64,
         window_ms: u64,
         threshold: u64,
-    ) -> state::WindowHit {
+    ) -> WindowHit {
         state::window_add(key, delta, now, window_ms, threshold)
     }
 
@@ -85,8 +69,8 @@ impl logic::State for HostState {
     }
 
     fn debug(&mut self, message: &str) {
-        host_log::log(Level::Debug, message)
+        log::debug(message)
     }
 }
 
-export!(Threshold);
+tocsin_plugin_sdk::export_aggregator!(logic::Config);

@@ -5,9 +5,8 @@
 //! event), plus a few list operations for samples only while a window still
 //! has room for them. That is what makes large batches cheap.
 
-use crate::tocsin::plugin::state::WindowHit;
-use crate::tocsin::plugin::types::{Alert, ErrorEvent, Severity};
-use tocsin_plugin_support::{format_duration, Table};
+use tocsin_plugin_sdk::aggregator::{Alert, ErrorEvent, Severity};
+use tocsin_plugin_sdk::{format_duration, Table, WindowHit};
 
 /// Upper bound for `samples`: samples travel in every alert and are kept in
 /// host state, so a typo like `samples = 50000` must not be accepted.
@@ -117,7 +116,12 @@ pub struct Config {
 impl Config {
     /// Validate the JSON configuration of a binding.
     pub fn parse(json: &str) -> Result<Config, String> {
-        let mut t = Table::parse("threshold", json)?;
+        tocsin_plugin_sdk::config::read("threshold", json, Config::read)
+    }
+
+    /// Read a binding's settings from `t` (unknown keys are refused by the
+    /// caller).
+    pub fn read(t: &mut Table) -> Result<Config, String> {
         let threshold = t.u64("threshold")?.ok_or_else(|| {
             t.error(
                 "threshold",
@@ -165,7 +169,6 @@ impl Config {
                 ))
             }
         };
-        t.finish()?;
         Ok(Config {
             threshold,
             window_ms,

@@ -16,14 +16,9 @@
 //! (`firing`, or `resolved` for a resolution, like Alertmanager), sent with
 //! `content-type: application/json` unless `headers` sets another.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::{json, Value};
-use tocsin_plugin_support::channel::{JsonChannel, JsonRequest, Notice};
-use tocsin_plugin_support::Table;
+use tocsin_plugin_sdk::chat::{JsonChannel, JsonRequest, Notice};
+use tocsin_plugin_sdk::Table;
 
 /// Settings of one binding, validated so a bad URL or header is reported by
 /// `tocsin check` rather than at the first alert.
@@ -108,12 +103,12 @@ impl JsonChannel for Webhook {
     }
 }
 
-tocsin_plugin_support::json_channel!(Webhook);
+tocsin_plugin_sdk::export_channel!(Webhook);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::configure;
+    use tocsin_plugin_sdk::chat::configure;
 
     #[test]
     fn config_validation() {

@@ -14,41 +14,23 @@
 //! `"type":"resolved"` and `"status":"resolved"`.
 //!
 //! ```toml
-//! [[rules.device-start.channels]]
+//! [[channels]]
 //! plugin = "websocket"
-//! include-samples = true   # default; false sends "samples": []
+//! grants = { websocket = true }
+//! config = { include-samples = true }   # default; false sends "samples": []
 //! ```
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::{json, Map, Value};
-use tocsin::plugin::types::Severity;
-use tocsin::plugin::websocket::broadcast;
-use tocsin_plugin_support::channel::is_resolution;
-use tocsin_plugin_support::{Registry, Table};
-
-thread_local! {
-    /// Configurations by binding (see [`Registry`]).
-    static CONFIGS: Registry<Config> = const { Registry::new("websocket") };
-}
+use tocsin_plugin_sdk::channel::{Alert, Channel, Severity};
+use tocsin_plugin_sdk::chat::is_resolution;
+use tocsin_plugin_sdk::websocket::broadcast;
+use tocsin_plugin_sdk::Table;
 
 /// Settings of one binding.
 struct Config {
     /// Sample messages can be long or sensitive; dashboards open to many
     /// people may prefer to leave them out.
     include_samples: bool,
-}
-
-impl Config {
-    fn parse(json: &str) -> Result<Config, String> {
-        let mut t = Table::parse("websocket", json)?;
-        let include_samples = t.bool("include-samples")?.unwrap_or(true);
-        t.finish()?;
-        Ok(Config { include_samples })
-    }
 }
 
 fn severity_name(severity: Severity) -> &'static str {
@@ -86,21 +68,18 @@ fn message(alert: &Alert, include_samples: bool) -> Value {
     })
 }
 
-/// The component's exports.
-struct WebSocketChannel;
+impl Channel for Config {
+    const NAME: &'static str = "websocket";
 
-impl Guest for WebSocketChannel {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let config = Config::parse(&config)?;
-        CONFIGS.with(|c| c.insert(&binding, config));
-        Ok(())
+    fn configure(t: &mut Table) -> Result<Self, String> {
+        let include_samples = t.bool("include-samples")?.unwrap_or(true);
+        Ok(Config { include_samples })
     }
 
-    fn deliver(binding: String, alert: Alert) -> Result<(), String> {
-        let config = CONFIGS.with(|c| c.get(&binding))?;
-        let body = message(&alert, config.include_samples).to_string();
+    fn deliver(&self, alert: Alert) -> Result<(), String> {
+        let body = message(&alert, self.include_samples).to_string();
         broadcast(&body).map_err(|e| format!("websocket: {e}"))
     }
 }
 
-export!(WebSocketChannel);
+tocsin_plugin_sdk::export_channel!(Config);

@@ -14,14 +14,9 @@
 //! (`@all` works only in text messages), so `@all` is refused. The content
 //! is cut to WeCom's limit of 4096 bytes.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "channel",
-});
-
 use serde_json::json;
-use tocsin_plugin_support::channel::{truncate_bytes, JsonChannel, JsonRequest, Markdown, Notice};
-use tocsin_plugin_support::Table;
+use tocsin_plugin_sdk::chat::{truncate_bytes, JsonChannel, JsonRequest, Markdown, Notice};
+use tocsin_plugin_sdk::Table;
 
 /// WeCom's limit on a Markdown message's content, in bytes of UTF-8.
 const CONTENT_BYTES: usize = 4096;
@@ -77,12 +72,12 @@ impl JsonChannel for WeCom {
     }
 }
 
-tocsin_plugin_support::json_channel!(WeCom);
+tocsin_plugin_sdk::export_channel!(WeCom);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin_plugin_support::channel::configure;
+    use tocsin_plugin_sdk::chat::configure;
 
     #[test]
     fn payload() {

@@ -1,25 +1,15 @@
-//! Helpers shared by tocsin's bundled plugins.
+//! Reading a binding's configuration, and keeping it per binding.
 //!
-//! Every plugin receives its configuration as JSON text converted from a TOML
-//! table, keeps it per *binding*, and must explain a bad configuration in
-//! words an operator can act on (the message is shown by `tocsin check`). This
-//! crate holds the pieces that would otherwise be copied into every plugin:
+//! Every plugin receives its configuration as JSON text converted from the
+//! rule's TOML table, once per *binding* (one use of the plugin by one
+//! rule), and must explain a bad configuration in words an operator can act
+//! on (the message is shown by `tocsin check` and `GET /v1/rules`):
 //!
 //! * [`Table`]: reads a config object key by key, so every error names the
 //!   key and the reason, and rejects keys nobody asked for;
 //! * [`parse_duration`] / [`format_duration`]: `500ms`, `30s`, `15m`, `2h`, `1d`;
-//! * [`Registry`]: the per-binding configuration store;
-//! * [`rfc3339`]: epoch milliseconds as UTC text, for human-facing output;
-//! * [`channel`]: what the channel plugins that post JSON share (the alert as
-//!   plain Rust, severity colours and emoji, facts and Markdown, and the
-//!   [`json_channel!`] macro that implements the `channel` world for them);
-//! * [`sign`] (feature `sign`): HMAC-SHA256 signatures for chat robots.
-//!
-//! It has no WebAssembly bindings of its own, so it builds and tests natively.
-
-pub mod channel;
-#[cfg(feature = "sign")]
-pub mod sign;
+//! * [`Registry`]: the per-binding store the export macros keep;
+//! * [`rfc3339`]: epoch milliseconds as UTC text, for human-facing output.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -441,6 +431,20 @@ impl<C> Registry<C> {
             .cloned()
             .ok_or_else(|| format!("{}: binding {binding} not configured", self.plugin))
     }
+}
+
+/// Parses `json` as plugin `name`'s configuration with `configure`, then
+/// refuses the keys it did not read: what every export macro's `configure`
+/// does.
+pub fn read<T>(
+    name: &'static str,
+    json: &str,
+    configure: impl FnOnce(&mut Table) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut table = Table::parse(name, json)?;
+    let value = configure(&mut table)?;
+    table.finish()?;
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -8,11 +8,10 @@
 //!   [`Notice::headline`], [`Notice::facts`], [`Notice::sample_lines`],
 //!   [`Notice::markdown`];
 //! * [`Severity`]: the severity with its colour and emoji;
-//! * [`JsonChannel`] and [`json_channel!`](crate::json_channel): a plugin
-//!   implements `configure` (read its [`Table`]) and `render` (alert →
-//!   [`JsonRequest`]); the macro implements the `channel` world around them
-//!   (per-binding [`Registry`](crate::Registry), alert conversion, the
-//!   `http::send` call).
+//! * [`JsonChannel`]: a plugin implements `configure` (read its [`Table`])
+//!   and `render` (alert → [`JsonRequest`]); every `JsonChannel` is a
+//!   [`Channel`](crate::channel::Channel), exported with
+//!   [`export_channel!`](crate::export_channel).
 //!
 //! Vendors limit the sizes of texts (Slack's header is 150 characters, a
 //! WeCom message 4096 bytes...), so long samples are cut here once
@@ -293,8 +292,8 @@ impl JsonRequest {
 }
 
 /// A channel plugin that turns each alert into one JSON HTTP request.
-/// Implement it on the plugin's configuration type and invoke
-/// [`json_channel!`](crate::json_channel) for the `channel` world.
+/// Implement it on the plugin's configuration type and export it with
+/// [`export_channel!`](crate::export_channel).
 pub trait JsonChannel: Sized {
     /// The plugin name: the prefix of every error message.
     const NAME: &'static str;
@@ -315,69 +314,51 @@ pub fn configure<C: JsonChannel>(json: &str) -> Result<C, String> {
     Ok(channel)
 }
 
-/// Implement the `channel` world for a [`JsonChannel`] type.
-///
-/// Invoke it at the crate root after
-/// `wit_bindgen::generate!({ path: "../../wit", world: "channel" })`: it
-/// uses the generated `Guest`, `Alert`, `tocsin::plugin::http` and
-/// `export!`. `configure` validates and stores the binding's settings;
+/// Every [`JsonChannel`] is a [`Channel`](crate::channel::Channel):
 /// `deliver` converts the alert to a [`Notice`], renders it and queues the
-/// request with `http::send` (the host checks the URL against the rule's
-/// `grants.http` and sends it, with retries, after the call returned).
-#[macro_export]
-macro_rules! json_channel {
-    ($channel:ty) => {
-        thread_local! {
-            /// Configurations by binding (see `tocsin_plugin_support::Registry`).
-            static CONFIGS: $crate::Registry<$channel> = const {
-                $crate::Registry::new(<$channel as $crate::channel::JsonChannel>::NAME)
-            };
+/// request with [`crate::http::send`] (the host checks the URL against the
+/// rule's `grants.http` and sends it, with retries, after the call
+/// returned). Export one with [`export_channel!`](crate::export_channel).
+impl<T: JsonChannel + 'static> crate::channel::Channel for T {
+    const NAME: &'static str = <T as JsonChannel>::NAME;
+
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        <T as JsonChannel>::configure(config)
+    }
+
+    fn deliver(&self, alert: crate::channel::Alert) -> Result<(), String> {
+        let request = self.render(&Notice::from(alert))?;
+        crate::http::send(&crate::types::HttpRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body.to_string().into_bytes(),
+        })
+        .map_err(|e| format!("{}: {e}", <T as JsonChannel>::NAME))
+    }
+}
+
+impl From<crate::channel::Alert> for Notice {
+    fn from(alert: crate::channel::Alert) -> Notice {
+        use crate::channel::Severity as Wit;
+        Notice {
+            key: alert.key,
+            rule: alert.rule,
+            count: alert.count,
+            first_seen: alert.first_seen,
+            last_seen: alert.last_seen,
+            severity: match alert.severity {
+                Wit::Critical => Severity::Critical,
+                Wit::High => Severity::High,
+                Wit::Medium => Severity::Medium,
+                Wit::Low => Severity::Low,
+            },
+            title: alert.title,
+            summary: alert.summary,
+            samples: alert.samples,
+            labels: alert.labels,
         }
-
-        /// The component's exports.
-        struct Component;
-
-        impl Guest for Component {
-            fn configure(binding: String, config: String) -> Result<(), String> {
-                let config = $crate::channel::configure::<$channel>(&config)?;
-                CONFIGS.with(|c| c.insert(&binding, config));
-                Ok(())
-            }
-
-            fn deliver(binding: String, alert: Alert) -> Result<(), String> {
-                use tocsin::plugin::types::Severity as Wit;
-                use $crate::channel::Severity;
-                let config = CONFIGS.with(|c| c.get(&binding))?;
-                let notice = $crate::channel::Notice {
-                    key: alert.key,
-                    rule: alert.rule,
-                    count: alert.count,
-                    first_seen: alert.first_seen,
-                    last_seen: alert.last_seen,
-                    severity: match alert.severity {
-                        Wit::Critical => Severity::Critical,
-                        Wit::High => Severity::High,
-                        Wit::Medium => Severity::Medium,
-                        Wit::Low => Severity::Low,
-                    },
-                    title: alert.title,
-                    summary: alert.summary,
-                    samples: alert.samples,
-                    labels: alert.labels,
-                };
-                let request = $crate::channel::JsonChannel::render(&*config, &notice)?;
-                tocsin::plugin::http::send(&tocsin::plugin::http::Request {
-                    method: request.method,
-                    url: request.url,
-                    headers: request.headers,
-                    body: request.body.to_string().into_bytes(),
-                })
-                .map_err(|e| format!("{}: {e}", <$channel as $crate::channel::JsonChannel>::NAME))
-            }
-        }
-
-        export!(Component);
-    };
+    }
 }
 
 #[cfg(test)]
