@@ -4,8 +4,10 @@
 //! the rule's `grants.email` and sends it after the call returned.
 //!
 //! ```toml
-//! [[rules.device-start.channels]]
+//! [[channels]]
 //! plugin = "email"
+//! grants = { email = ["oncall@example.com"] }
+//! [channels.config]
 //! to = ["oncall@example.com"]            # default: the [smtp] recipients
 //! subject = "[tocsin][{severity}] {title}" # default
 //! # text = "..."                         # default: see DEFAULT_TEXT

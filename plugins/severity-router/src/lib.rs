@@ -6,8 +6,9 @@
 //! overrides the per-severity lists.
 //!
 //! ```toml
-//! [rules.device-start.router]
+//! [route]
 //! plugin = "severity-router"
+//! [route.config]
 //! critical = ["*"]                 # default
 //! high = ["*"]                     # default
 //! medium = ["websocket", "log"]    # default
