@@ -46,7 +46,7 @@ fn new_and_build(tmp: &Path, name: &str, world: &str) -> Result<PathBuf> {
         "src/lib.rs",
         "events.jsonl",
         "README.md",
-        "wit/worlds.wit",
+        "vendor/sdk/wit/worlds.wit",
     ] {
         ensure!(
             dir.join(file).is_file(),
@@ -105,6 +105,19 @@ async fn install(t: &Tocsin, dir: &Path, name: &str) -> Result<()> {
 async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()> {
     let tmp = TempDir::new("plugin-kit")?;
     let agg = new_and_build(tmp.path(), "kit-agg", "aggregator")?;
+    // Its unit tests run natively against the SDK's fakes of the host.
+    let out = Command::new("cargo")
+        .args(["test", "--quiet"])
+        .current_dir(&agg)
+        .env("CARGO_TARGET_DIR", root().join("target").join("plugin-kit"))
+        .output()
+        .context("running cargo test in the new project")?;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && printed.contains("2 passed"),
+        "cargo test in the new project (its two tests): {printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = plugin_test(&agg, "kit-agg", "{}")?;
     let alerts = report["alerts"].as_array().cloned().unwrap_or_default();
     ensure!(

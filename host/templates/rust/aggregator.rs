@@ -1,123 +1,107 @@
 //! `{{name}}`: an aggregator. It alerts once `threshold` events with the
-//! same error code and service arrive within `window` (ms), using the
-//! host's windowed counter, so counts survive swaps, traps and restarts.
+//! same error code and service arrive within `window`, using the host's
+//! windowed counter, so counts survive swaps, traps and restarts.
 //!
-//! Configured per rule (the rule's `[aggregate] config` table arrives here
-//! as JSON, one `configure` per rule that uses the plugin):
+//! Configured per rule (the rule's `[aggregate] config` table arrives here,
+//! once per rule that uses the plugin):
 //!
 //! ```toml
 //! [aggregate]
 //! plugin = "{{name}}"
-//! config = { threshold = 3, window_ms = 60000 }
+//! config = { threshold = 3, window = "1m" }
 //! ```
 
-wit_bindgen::generate!({ path: "wit", world: "aggregator" });
-
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-use tocsin::plugin::log::{log, Level};
-use tocsin::plugin::state;
+use tocsin_plugin_sdk::aggregator::{Aggregator, Alert, ErrorEvent};
+use tocsin_plugin_sdk::{log, state, Table};
 
 /// One rule's settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Settings {
+#[derive(Debug, PartialEq)]
+struct Counter {
     threshold: u64,
     window_ms: u64,
 }
 
-thread_local! {
-    /// Settings by binding: every rule using this plugin has its own.
-    static SETTINGS: RefCell<HashMap<String, Settings>> = RefCell::new(HashMap::new());
-}
+impl Aggregator for Counter {
+    const NAME: &'static str = "{{name}}";
 
-/// Reads a rule's configuration; says which field is wrong.
-fn parse(config: &str) -> Result<Settings, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
-    let number = |field: &str, default: u64| -> Result<u64, String> {
-        match v.get(field) {
-            None => Ok(default),
-            Some(n) => n
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or(format!("`{field}` must be a positive integer, got {n}")),
+    /// Reads a rule's settings; the SDK refuses keys not read here.
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        let threshold = config.u64("threshold")?.unwrap_or(3);
+        if threshold == 0 {
+            return Err(config.error("threshold", "must be at least 1"));
         }
-    };
-    Ok(Settings {
-        threshold: number("threshold", 3)?,
-        window_ms: number("window_ms", 60_000)?,
-    })
-}
-
-/// The group an event counts in.
-fn key(e: &ErrorEvent) -> String {
-    format!("{}|{}", e.error_code, e.service_name)
-}
-
-/// The alert for the event that made its group reach the threshold.
-fn alert(e: &ErrorEvent, s: Settings, window_start: i64) -> Alert {
-    Alert {
-        key: key(e),
-        rule: String::new(),
-        count: s.threshold,
-        first_seen: window_start,
-        last_seen: e.received_at,
-        severity: e.severity,
-        title: format!("{} on {}", e.error_code, e.service_name),
-        summary: format!(
-            "{} events within {} s: {}",
-            s.threshold,
-            s.window_ms / 1000,
-            e.message
-        ),
-        samples: vec![e.message.clone()],
-        labels: vec![
-            ("error-code".into(), e.error_code.clone()),
-            ("service".into(), e.service_name.clone()),
-        ],
-    }
-}
-
-/// The component's exports.
-struct Plugin;
-
-impl Guest for Plugin {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let settings = parse(&config)?;
-        SETTINGS.with(|m| m.borrow_mut().insert(binding, settings));
-        Ok(())
+        let window_ms = config.duration_ms("window")?.unwrap_or(60_000);
+        Ok(Counter {
+            threshold,
+            window_ms,
+        })
     }
 
-    fn aggregate(binding: String, events: Vec<ErrorEvent>) -> Result<Vec<Alert>, String> {
-        let s = SETTINGS
-            .with(|m| m.borrow().get(&binding).copied())
-            .ok_or(format!("binding `{binding}` is not configured"))?;
+    fn aggregate(&self, events: Vec<ErrorEvent>) -> Result<Vec<Alert>, String> {
         let mut alerts = Vec::new();
         for e in &events {
-            let hit = state::window_add(&key(e), 1, e.received_at, s.window_ms, s.threshold);
+            let key = format!("{}|{}", e.error_code, e.service_name);
+            let hit = state::window_add(&key, 1, e.received_at, self.window_ms, self.threshold);
             if hit.fires > 0 {
-                log(Level::Info, &format!("{} reached {}", key(e), s.threshold));
-                alerts.push(alert(e, s, hit.window_start));
+                log::info(&format!("{key} reached {}", self.threshold));
+                let mut alert = Alert::new(
+                    &key,
+                    self.threshold,
+                    e.severity,
+                    &format!("{} on {}", e.error_code, e.service_name),
+                );
+                alert.first_seen = hit.window_start;
+                alert.last_seen = e.received_at;
+                alert.summary = format!(
+                    "{} events within {} s: {}",
+                    self.threshold,
+                    self.window_ms / 1000,
+                    e.message
+                );
+                alert.samples = vec![e.message.clone()];
+                alert.labels = vec![
+                    ("error-code".into(), e.error_code.clone()),
+                    ("service".into(), e.service_name.clone()),
+                ];
+                alerts.push(alert);
             }
         }
         Ok(alerts)
     }
 }
 
-export!(Plugin);
+tocsin_plugin_sdk::export_aggregator!(Counter);
 
-// Native unit tests of the plugin's own logic: `cargo test`.
+// Native unit tests (`cargo test`): the SDK's `testing` stands in for the
+// host, with the engine's own state semantics.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tocsin_plugin_sdk::testing;
 
     #[test]
     fn config_defaults_and_errors() {
-        let s = parse("{}").unwrap();
-        assert_eq!((s.threshold, s.window_ms), (3, 60_000));
-        assert_eq!(parse(r#"{"threshold": 5}"#).unwrap().threshold, 5);
-        let e = parse(r#"{"threshold": 0}"#).unwrap_err();
+        let c = Counter::from_json("{}").unwrap();
+        assert_eq!(c, Counter { threshold: 3, window_ms: 60_000 });
+        assert_eq!(Counter::from_json(r#"{"window": "5m"}"#).unwrap().window_ms, 300_000);
+        let e = Counter::from_json(r#"{"threshold": 0}"#).unwrap_err();
         assert!(e.contains("threshold"), "{e}");
+        let e = Counter::from_json(r#"{"treshold": 2}"#).unwrap_err();
+        assert!(e.contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn alerts_on_the_threshold_th_event_within_the_window() {
+        testing::reset();
+        let c = Counter::from_json(r#"{"threshold": 2, "window": "1m"}"#).unwrap();
+        let a = testing::event("E1", "svc", 1_000);
+        let b = testing::event("E1", "svc", 2_000);
+        let other = testing::event("E2", "svc", 2_500);
+        assert!(c.aggregate(vec![a]).unwrap().is_empty());
+        let alerts = c.aggregate(vec![b, other]).unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].key, "E1|svc");
+        assert_eq!(alerts[0].count, 2);
+        assert_eq!(testing::logs().len(), 1);
     }
 }

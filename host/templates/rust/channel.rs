@@ -1,7 +1,5 @@
-//! `{{name}}`: a channel. It renders an alert as one JSON frame on the live
-//! WebSocket stream (`/v1/ws`). Channels do no I/O themselves: they hand
-//! deliveries to host capabilities (`websocket`, `email`, `http`), each of
-//! which the rule must grant.
+//! `{{name}}`: a channel. It pushes each alert to the live stream
+//! (`GET /v1/ws`) as one line, `PREFIX title: summary`.
 //!
 //! ```toml
 //! [[channels]]
@@ -10,90 +8,50 @@
 //! config = { prefix = "[{{name}}]" }
 //! ```
 
-wit_bindgen::generate!({ path: "wit", world: "channel" });
+use tocsin_plugin_sdk::channel::{Alert, Channel};
+use tocsin_plugin_sdk::{websocket, Table};
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-use tocsin::plugin::websocket;
-
-thread_local! {
-    /// Title prefix by binding.
-    static PREFIX: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+/// One rule's settings.
+struct Line {
+    prefix: String,
 }
 
-/// Reads a rule's configuration; says which field is wrong.
-fn parse(config: &str) -> Result<String, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
-    match v.get("prefix") {
-        None => Ok(String::new()),
-        Some(p) => p
-            .as_str()
-            .map(str::to_string)
-            .ok_or(format!("`prefix` must be a string, got {p}")),
+impl Channel for Line {
+    const NAME: &'static str = "{{name}}";
+
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        let prefix = config.string("prefix")?.unwrap_or_else(|| "[{{name}}]".into());
+        Ok(Line { prefix })
+    }
+
+    fn deliver(&self, alert: Alert) -> Result<(), String> {
+        websocket::broadcast(&render(&alert, &self.prefix))
     }
 }
 
 /// The frame for `alert`.
 fn render(alert: &Alert, prefix: &str) -> String {
-    let title = if prefix.is_empty() {
-        alert.title.clone()
-    } else {
-        format!("{prefix} {}", alert.title)
-    };
-    serde_json::json!({
-        "type": "alert",
-        "rule": alert.rule,
-        "key": alert.key,
-        "count": alert.count,
-        "title": title,
-        "summary": alert.summary,
-    })
-    .to_string()
+    format!("{prefix} {}: {}", alert.title, alert.summary)
 }
 
-/// The component's exports.
-struct Plugin;
+tocsin_plugin_sdk::export_channel!(Line);
 
-impl Guest for Plugin {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let prefix = parse(&config)?;
-        PREFIX.with(|m| m.borrow_mut().insert(binding, prefix));
-        Ok(())
-    }
-
-    fn deliver(binding: String, alert: Alert) -> Result<(), String> {
-        let prefix = PREFIX
-            .with(|m| m.borrow().get(&binding).cloned())
-            .ok_or(format!("binding `{binding}` is not configured"))?;
-        websocket::broadcast(&render(&alert, &prefix))
-    }
-}
-
-export!(Plugin);
-
+// Native unit tests: `cargo test` (deliveries are recorded by `testing`).
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tocsin::plugin::types::Severity;
+    use tocsin_plugin_sdk::testing::{self, Delivery};
 
     #[test]
     fn the_frame_carries_the_prefixed_title() {
-        let alert = Alert {
-            key: "K|s".into(),
-            rule: "r".into(),
-            count: 2,
-            first_seen: 0,
-            last_seen: 0,
-            severity: Severity::High,
-            title: "K on s".into(),
-            summary: "two".into(),
-            samples: vec![],
-            labels: vec![],
-        };
-        let frame: serde_json::Value = serde_json::from_str(&render(&alert, "[x]")).unwrap();
-        assert_eq!(frame["title"], "[x] K on s");
-        assert_eq!(frame["count"], 2);
+        testing::reset();
+        let c = Line::from_json(r#"{"prefix": ">>"}"#).unwrap();
+        c.deliver(testing::alert("E1", "svc")).unwrap();
+        assert_eq!(
+            testing::deliveries(),
+            [Delivery::WebSocket(
+                ">> E1 x3 on svc: E1 occurred 3 times on svc".into()
+            )]
+        );
     }
 }

@@ -8,85 +8,47 @@
 //! config = { quiet = ["websocket"] }
 //! ```
 
-wit_bindgen::generate!({ path: "wit", world: "router" });
+use tocsin_plugin_sdk::router::{Alert, Router, Severity};
+use tocsin_plugin_sdk::Table;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+/// One rule's settings: the channels for medium and low alerts.
+struct Quiet(Vec<String>);
 
-use tocsin::plugin::types::Severity;
+impl Router for Quiet {
+    const NAME: &'static str = "{{name}}";
 
-thread_local! {
-    /// Channels for medium and low alerts, by binding.
-    static QUIET: RefCell<HashMap<String, Vec<String>>> = RefCell::new(HashMap::new());
-}
+    fn configure(config: &mut Table) -> Result<Self, String> {
+        let quiet = config.strings("quiet")?.unwrap_or_else(|| vec!["websocket".into()]);
+        Ok(Quiet(quiet))
+    }
 
-/// Reads a rule's configuration; says which field is wrong.
-fn parse(config: &str) -> Result<Vec<String>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
-    match v.get("quiet") {
-        None => Ok(vec!["websocket".into()]),
-        Some(list) => serde_json::from_value(list.clone())
-            .map_err(|_| format!("`quiet` must be a list of channel names, got {list}")),
+    fn route(&self, alert: &Alert, channels: Vec<String>) -> Result<Vec<String>, String> {
+        Ok(match alert.severity {
+            Severity::Critical | Severity::High => channels,
+            Severity::Medium | Severity::Low => {
+                channels.into_iter().filter(|c| self.0.contains(c)).collect()
+            }
+        })
     }
 }
 
-/// The channels among `channels` that `alert` goes to.
-fn pick(alert: &Alert, channels: &[String], quiet: &[String]) -> Vec<String> {
-    match alert.severity {
-        Severity::Critical | Severity::High => channels.to_vec(),
-        Severity::Medium | Severity::Low => channels
-            .iter()
-            .filter(|c| quiet.contains(c))
-            .cloned()
-            .collect(),
-    }
-}
+tocsin_plugin_sdk::export_router!(Quiet);
 
-/// The component's exports.
-struct Plugin;
-
-impl Guest for Plugin {
-    fn configure(binding: String, config: String) -> Result<(), String> {
-        let quiet = parse(&config)?;
-        QUIET.with(|m| m.borrow_mut().insert(binding, quiet));
-        Ok(())
-    }
-
-    fn route(binding: String, alert: Alert, channels: Vec<String>) -> Result<Vec<String>, String> {
-        let quiet = QUIET
-            .with(|m| m.borrow().get(&binding).cloned())
-            .ok_or(format!("binding `{binding}` is not configured"))?;
-        Ok(pick(&alert, &channels, &quiet))
-    }
-}
-
-export!(Plugin);
-
+// Native unit tests: `cargo test`.
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn alert(severity: Severity) -> Alert {
-        Alert {
-            key: "K|s".into(),
-            rule: "r".into(),
-            count: 1,
-            first_seen: 0,
-            last_seen: 0,
-            severity,
-            title: "t".into(),
-            summary: "s".into(),
-            samples: vec![],
-            labels: vec![],
-        }
-    }
+    use tocsin_plugin_sdk::testing;
 
     #[test]
-    fn loud_alerts_go_everywhere_quiet_ones_to_the_dashboard() {
-        let all = vec!["websocket".to_string(), "email".to_string()];
-        let quiet = parse("{}").unwrap();
-        assert_eq!(pick(&alert(Severity::High), &all, &quiet), all);
-        assert_eq!(pick(&alert(Severity::Low), &all, &quiet), vec!["websocket"]);
+    fn loud_alerts_go_everywhere_quiet_ones_to_the_quiet_list() {
+        let r = Quiet::from_json("{}").unwrap();
+        let channels = vec!["websocket".to_string(), "email".to_string()];
+        let mut alert: Alert = testing::alert("E1", "svc").into();
+        assert_eq!(r.route(&alert, channels.clone()).unwrap(), channels);
+        alert.severity = Severity::Low;
+        assert_eq!(r.route(&alert, channels).unwrap(), ["websocket"]);
+        assert!(Quiet::from_json(r#"{"quiet": "email"}"#).is_ok());
+        assert!(Quiet::from_json(r#"{"quiet": [1]}"#).is_err());
     }
 }

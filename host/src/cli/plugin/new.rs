@@ -1,6 +1,6 @@
 //! `tocsin plugin new` writes a standalone plugin project from the
-//! templates in `host/templates/` (the WIT travels with it, so the project
-//! builds outside this repository); `tocsin plugin build` builds one.
+//! templates in `host/templates/` (the SDK and the WIT travel with it, so
+//! the project builds outside this repository); `tocsin plugin build` builds one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,12 +42,74 @@ pub struct BuildArgs {
     pub dir: PathBuf,
 }
 
-/// The contract, shipped inside every project.
-const WIT: [(&str, &str); 4] = [
-    ("types.wit", include_str!("../../../../wit/types.wit")),
-    ("state.wit", include_str!("../../../../wit/state.wit")),
-    ("deliver.wit", include_str!("../../../../wit/deliver.wit")),
-    ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
+/// The SDK and the state semantics its native tests use, vendored into
+/// every Rust project (`vendor/<path>`) until the SDK is on crates.io. The
+/// WIT contract is inside (`vendor/sdk/wit`). A test checks that this list
+/// holds every file of the two crates.
+const VENDOR: [(&str, &str); 18] = [
+    ("sdk/Cargo.toml", include_str!("../../../../sdk/Cargo.toml")),
+    ("sdk/README.md", include_str!("../../../../sdk/README.md")),
+    ("sdk/src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
+    (
+        "sdk/src/config.rs",
+        include_str!("../../../../sdk/src/config.rs"),
+    ),
+    (
+        "sdk/src/host.rs",
+        include_str!("../../../../sdk/src/host.rs"),
+    ),
+    (
+        "sdk/src/types.rs",
+        include_str!("../../../../sdk/src/types.rs"),
+    ),
+    (
+        "sdk/src/testing.rs",
+        include_str!("../../../../sdk/src/testing.rs"),
+    ),
+    (
+        "sdk/src/chat.rs",
+        include_str!("../../../../sdk/src/chat.rs"),
+    ),
+    (
+        "sdk/src/sign.rs",
+        include_str!("../../../../sdk/src/sign.rs"),
+    ),
+    (
+        "sdk/src/world/aggregator.rs",
+        include_str!("../../../../sdk/src/world/aggregator.rs"),
+    ),
+    (
+        "sdk/src/world/router.rs",
+        include_str!("../../../../sdk/src/world/router.rs"),
+    ),
+    (
+        "sdk/src/world/channel.rs",
+        include_str!("../../../../sdk/src/world/channel.rs"),
+    ),
+    (
+        "sdk/wit/types.wit",
+        include_str!("../../../../sdk/wit/types.wit"),
+    ),
+    (
+        "sdk/wit/state.wit",
+        include_str!("../../../../sdk/wit/state.wit"),
+    ),
+    (
+        "sdk/wit/deliver.wit",
+        include_str!("../../../../sdk/wit/deliver.wit"),
+    ),
+    (
+        "sdk/wit/worlds.wit",
+        include_str!("../../../../sdk/wit/worlds.wit"),
+    ),
+    (
+        "state-ops/Cargo.toml",
+        include_str!("../../../../state-ops/Cargo.toml"),
+    ),
+    (
+        "state-ops/src/lib.rs",
+        include_str!("../../../../state-ops/src/lib.rs"),
+    ),
 ];
 
 const RUST_CARGO: &str = include_str!("../../../templates/rust/Cargo.toml.tmpl");
@@ -111,8 +173,8 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         ("README.md".into(), fill(README)),
         (".gitignore".into(), GITIGNORE.to_string()),
     ];
-    for (file, text) in WIT {
-        files.push((Path::new("wit").join(file), text.to_string()));
+    for (file, text) in VENDOR {
+        files.push((Path::new("vendor").join(file), text.to_string()));
     }
     for (path, text) in &files {
         let full = dir.join(path);
@@ -135,7 +197,7 @@ fn stages(world: World, name: &str) -> String {
     let websocket = "[[channels]]\nplugin = \"websocket\"\ngrants = { websocket = true }";
     match world {
         World::Aggregator => format!(
-            "[aggregate]\nplugin = \"{name}\"\nconfig = {{ threshold = 3, window_ms = 60000 }}\n\n{websocket}"
+            "[aggregate]\nplugin = \"{name}\"\nconfig = {{ threshold = 3, window = \"1m\" }}\n\n{websocket}"
         ),
         World::Router => format!(
             "[aggregate]\nplugin = \"threshold\"\nconfig = {{ threshold = 1, window = \"1m\" }}\n\n\
@@ -220,5 +282,42 @@ fn ensure_wasip2() -> anyhow::Result<()> {
         }
         // No rustup: cargo will say whether the target is there.
         Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of the two vendored crates, relative to the repository.
+    fn on_disk(root: &Path, dir: &str, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let rel = format!("{dir}/{}", entry.file_name().to_string_lossy());
+            if entry.path().is_dir() {
+                if !rel.ends_with("/target") {
+                    on_disk(root, &rel, out);
+                }
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+
+    #[test]
+    fn the_vendored_sdk_lists_every_file_of_its_crates() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        on_disk(&root, "sdk", &mut files);
+        on_disk(&root, "state-ops", &mut files);
+        files.sort();
+        let mut listed: Vec<String> = VENDOR.iter().map(|(f, _)| f.to_string()).collect();
+        listed.sort();
+        assert_eq!(
+            listed, files,
+            "VENDOR in new.rs must list exactly these files"
+        );
     }
 }
