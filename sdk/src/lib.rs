@@ -82,6 +82,10 @@ pub mod sign;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
+/// The JSON library the configuration is read with, for plugins that
+/// render JSON (no second dependency to keep in step).
+pub use serde_json;
+
 pub use config::{format_duration, parse_duration, rfc3339, Registry, Table};
 pub use host::log;
 #[cfg(any(feature = "aggregator", not(target_arch = "wasm32")))]

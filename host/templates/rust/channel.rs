@@ -1,5 +1,7 @@
-//! `{{name}}`: a channel. It pushes each alert to the live stream
-//! (`GET /v1/ws`) as one line, `PREFIX title: summary`.
+//! `{{name}}`: a channel. It renders an alert as one JSON frame on the live
+//! WebSocket stream (`/v1/ws`), its title prefixed. Channels do no I/O
+//! themselves: they hand deliveries to host capabilities (`websocket`,
+//! `email`, `http`), each of which the rule must grant.
 //!
 //! ```toml
 //! [[channels]]
@@ -31,7 +33,15 @@ impl Channel for Line {
 
 /// The frame for `alert`.
 fn render(alert: &Alert, prefix: &str) -> String {
-    format!("{prefix} {}: {}", alert.title, alert.summary)
+    tocsin_plugin_sdk::serde_json::json!({
+        "type": "alert",
+        "rule": alert.rule,
+        "key": alert.key,
+        "count": alert.count,
+        "title": format!("{prefix} {}", alert.title),
+        "summary": alert.summary,
+    })
+    .to_string()
 }
 
 tocsin_plugin_sdk::export_channel!(Line);
@@ -47,11 +57,12 @@ mod tests {
         testing::reset();
         let c = Line::from_json(r#"{"prefix": ">>"}"#).unwrap();
         c.deliver(testing::alert("E1", "svc")).unwrap();
-        assert_eq!(
-            testing::deliveries(),
-            [Delivery::WebSocket(
-                ">> E1 x3 on svc: E1 occurred 3 times on svc".into()
-            )]
-        );
+        let [Delivery::WebSocket(frame)] = &testing::deliveries()[..] else {
+            panic!("one frame: {:?}", testing::deliveries());
+        };
+        let frame: tocsin_plugin_sdk::serde_json::Value =
+            tocsin_plugin_sdk::serde_json::from_str(frame).unwrap();
+        assert_eq!(frame["title"], ">> E1 x3 on svc");
+        assert_eq!(frame["key"], "E1|svc");
     }
 }
