@@ -82,15 +82,7 @@ pub mod state {
             }
         }
         #[cfg(not(target_arch = "wasm32"))]
-        crate::testing::with_state(|m| {
-            let h = m.window_add(key, delta, now, window_ms, threshold);
-            WindowHit {
-                before: h.before,
-                fires: h.fires,
-                after: h.after,
-                window_start: h.window_start,
-            }
-        })
+        crate::testing::with_state(|m| m.window_add(key, delta, now, window_ms, threshold).into())
     }
 
     /// The value under `key`, if any and not expired.

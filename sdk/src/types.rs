@@ -24,6 +24,19 @@ pub struct WindowHit {
     pub window_start: i64,
 }
 
+/// The native fake's answer is the engine's own (`tocsin-state-ops`).
+#[cfg(not(target_arch = "wasm32"))]
+impl From<tocsin_state_ops::WindowHit> for WindowHit {
+    fn from(h: tocsin_state_ops::WindowHit) -> Self {
+        WindowHit {
+            before: h.before,
+            fires: h.fires,
+            after: h.after,
+            window_start: h.window_start,
+        }
+    }
+}
+
 /// An email for [`crate::email::send`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailMessage {

@@ -548,13 +548,9 @@ mod tests {
             threshold: u64,
         ) -> WindowHit {
             self.window_adds += 1;
-            let h = self.state.window_add(key, delta, now, window_ms, threshold);
-            WindowHit {
-                before: h.before,
-                fires: h.fires,
-                after: h.after,
-                window_start: h.window_start,
-            }
+            self.state
+                .window_add(key, delta, now, window_ms, threshold)
+                .into()
         }
 
         fn set_if_absent(&mut self, key: &str, value: &str, ttl: Option<u64>) -> bool {
