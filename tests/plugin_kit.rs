@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use tocsin_tests::{binary, plugin_file, root, wait_for, Setup, TempDir, Tocsin};
+use tocsin_tests::{binary, plugin_file, record_figure, root, wait_for, Setup, TempDir, Tocsin};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -27,6 +27,11 @@ fn tocsin(dir: &Path, args: &[&str]) -> Result<(i32, String, String)> {
             "TOCSIN_ENGINE_CACHE",
             root().join("target").join("test-plugin-cache"),
         )
+        // componentize-py and jco, installed by the first build and kept.
+        .env(
+            "TOCSIN_TOOLCHAINS",
+            root().join("target").join("plugin-toolchains"),
+        )
         .output()
         .with_context(|| format!("running tocsin {args:?}"))?;
     Ok((
@@ -36,35 +41,96 @@ fn tocsin(dir: &Path, args: &[&str]) -> Result<(i32, String, String)> {
     ))
 }
 
-/// `plugin new` then `plugin build` a Rust project of `world`; its folder.
-fn new_and_build(tmp: &Path, name: &str, world: &str) -> Result<PathBuf> {
-    let (code, out, err) = tocsin(tmp, &["plugin", "new", name, "--world", world])?;
+/// `plugin new` then `plugin build` a project of `world` in `lang`; its
+/// folder. Records how long the build took.
+fn new_and_build(tmp: &Path, name: &str, world: &str, lang: &str) -> Result<PathBuf> {
+    let (code, out, err) = tocsin(
+        tmp,
+        &["plugin", "new", name, "--world", world, "--lang", lang],
+    )?;
     ensure!(code == 0, "plugin new: {out}{err}");
     let dir = tmp.join(name);
-    for file in [
-        "Cargo.toml",
-        "src/lib.rs",
-        "events.jsonl",
-        "README.md",
-        "vendor/sdk/wit/worlds.wit",
-    ] {
+    let (source, manifest, wit, tool) = match lang {
+        "rust" => (
+            "src/lib.rs",
+            "Cargo.toml",
+            "vendor/sdk/wit/worlds.wit",
+            "running: cargo build --release --target wasm32-wasip2",
+        ),
+        "python" => (
+            "src/app.py",
+            "pyproject.toml",
+            "wit/worlds.wit",
+            "componentize-py -d wit -w",
+        ),
+        _ => (
+            "src/app.js",
+            "package.json",
+            "wit/worlds.wit",
+            "jco componentize src/app.js --wit wit -n",
+        ),
+    };
+    for file in [source, manifest, wit, "events.jsonl", "README.md"] {
         ensure!(
             dir.join(file).is_file(),
             "plugin new wrote no {file}: {out}"
         );
     }
     ensure!(dir.join(format!("{name}.toml")).is_file(), "no sample rule");
+    let started = std::time::Instant::now();
     let (code, out, err) = tocsin(&dir, &["plugin", "build"])?;
     ensure!(code == 0, "plugin build: {out}{err}");
-    ensure!(
-        out.contains("running: cargo build --release --target wasm32-wasip2"),
-        "{out}"
-    );
-    ensure!(
-        dir.join(format!("{name}.wasm")).is_file(),
-        "no {name}.wasm: {out}"
-    );
+    ensure!(out.contains(tool), "build says what it runs: {out}");
+    let wasm = dir.join(format!("{name}.wasm"));
+    ensure!(wasm.is_file(), "no {name}.wasm: {out}");
+    let installed = out
+        .lines()
+        .find(|l| l.starts_with("installed "))
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default();
+    record_figure(&format!(
+        "plugin_kit: {lang} {world} build {:.1} s, {} KiB{installed}",
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&wasm)?.len() / 1024
+    ));
     Ok(dir)
+}
+
+/// Runs the project's own unit tests natively (`cargo test`, `python3 -m
+/// unittest`, `npm test`) and checks that all `n` ran and passed.
+fn unit_tests(dir: &Path, lang: &str, n: usize) -> Result<()> {
+    let (mut c, passed) = match lang {
+        "rust" => {
+            let mut c = Command::new("cargo");
+            c.args(["test", "--quiet"])
+                .env("CARGO_TARGET_DIR", root().join("target").join("plugin-kit"));
+            (c, format!("{n} passed"))
+        }
+        "python" => {
+            let mut c = Command::new("python3");
+            c.args(["-m", "unittest", "discover", "-s", "tests"]);
+            (c, format!("Ran {n} test"))
+        }
+        _ => {
+            let mut c = Command::new("npm");
+            c.arg("test");
+            (c, format!("# pass {n}\n# fail 0"))
+        }
+    };
+    let out = c
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("running the {lang} project's unit tests"))?;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success() && printed.contains(&passed),
+        "the new {lang} project's unit tests: {printed}"
+    );
+    Ok(())
 }
 
 /// `plugin test` on the project's sample events (with the binding's
@@ -94,31 +160,30 @@ async fn install(t: &Tocsin, dir: &Path, name: &str) -> Result<()> {
     std::fs::rename(&tmp, t.plugins_dir.join(format!("{name}.wasm")))?;
     let rule = std::fs::read_to_string(dir.join(format!("{name}.toml")))?;
     t.write_rule(&format!("{name}.toml"), &rule)?;
-    wait_for(&format!("rule {name} to serve"), WAIT, || async {
-        let r = t.rule_status(name).await.unwrap_or_default();
-        Ok(r["active"] == true && r["last_error"].is_null())
-    })
+    // Compiling a 12-18 MB Python or JS component takes a while on a busy
+    // machine (once: the artifact is cached by content hash).
+    wait_for(
+        &format!("rule {name} to serve"),
+        Duration::from_secs(300),
+        || async {
+            let r = t.rule_status(name).await.unwrap_or_default();
+            Ok(r["active"] == true && r["last_error"].is_null())
+        },
+    )
     .await
 }
 
-#[tokio::test]
-async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()> {
-    let tmp = TempDir::new("plugin-kit")?;
-    let agg = new_and_build(tmp.path(), "kit-agg", "aggregator")?;
-    // Its unit tests run natively against the SDK's fakes of the host.
-    let out = Command::new("cargo")
-        .args(["test", "--quiet"])
-        .current_dir(&agg)
-        .env("CARGO_TARGET_DIR", root().join("target").join("plugin-kit"))
-        .output()
-        .context("running cargo test in the new project")?;
-    let printed = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success() && printed.contains("2 passed"),
-        "cargo test in the new project (its two tests): {printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = plugin_test(&agg, "kit-agg", "{}")?;
+/// The author's whole path in `lang`, for an aggregator and a channel:
+/// new → unit tests → build → `plugin test` shows the alert and the
+/// delivery → both dropped into a running engine → posted events reach
+/// `/v1/ws`, through the aggregator and through the channel.
+async fn kit_flow(lang: &str) -> Result<()> {
+    let tmp = TempDir::new(&format!("plugin-kit-{lang}"))?;
+    let agg_name = format!("{lang}-agg");
+    let chan_name = format!("{lang}-chan");
+    let agg = new_and_build(tmp.path(), &agg_name, "aggregator", lang)?;
+    unit_tests(&agg, lang, 2)?;
+    let report = plugin_test(&agg, &agg_name, "{}")?;
     let alerts = report["alerts"].as_array().cloned().unwrap_or_default();
     ensure!(
         alerts.len() == 1,
@@ -138,8 +203,10 @@ async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()
         "the plugin's log line: {report}"
     );
 
-    let chan = new_and_build(tmp.path(), "kit-chan", "channel")?;
-    let report = plugin_test(&chan, "kit-chan", r#"{"prefix": "[kit-chan]"}"#)?;
+    let chan = new_and_build(tmp.path(), &chan_name, "channel", lang)?;
+    unit_tests(&chan, lang, 1)?;
+    let prefix = format!(r#"{{"prefix": "[{chan_name}]"}}"#);
+    let report = plugin_test(&chan, &chan_name, &prefix)?;
     let deliveries = report["deliveries"].as_array().cloned().unwrap_or_default();
     ensure!(
         deliveries.len() == 2,
@@ -150,7 +217,7 @@ async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()
         deliveries[0]["body"]
             .as_str()
             .unwrap_or("")
-            .contains("[kit-chan] DEVICE_START_FAILED"),
+            .contains(&format!("[{chan_name}] DEVICE_START_FAILED")),
         "{report}"
     );
 
@@ -160,10 +227,15 @@ async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()
         ..Setup::default()
     })
     .await?;
-    install(&t, &agg, "kit-agg").await?;
-    install(&t, &chan, "kit-chan").await?;
-    let mut by_agg = t.ws("?rule=kit-agg").await?;
-    let mut by_chan = t.ws("?rule=kit-chan").await?;
+    let started = std::time::Instant::now();
+    install(&t, &agg, &agg_name).await?;
+    install(&t, &chan, &chan_name).await?;
+    record_figure(&format!(
+        "plugin_kit: {lang} aggregator and channel dropped in, both serving after {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let mut by_agg = t.ws(&format!("?rule={agg_name}")).await?;
+    let mut by_chan = t.ws(&format!("?rule={chan_name}")).await?;
     t.send("DEVICE_START_FAILED", "device-service", 3, "from the test")
         .await?;
     let n = by_agg.next(WAIT).await?;
@@ -174,10 +246,27 @@ async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()
     let frame = by_chan.next(WAIT).await?;
     let title = frame["title"].as_str().unwrap_or("");
     ensure!(
-        title.starts_with("[kit-chan] DEVICE_START_FAILED"),
+        title.starts_with(&format!("[{chan_name}] DEVICE_START_FAILED")),
         "the channel's own frame: {frame}"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn a_new_rust_aggregator_and_channel_reach_a_running_engine() -> Result<()> {
+    kit_flow("rust").await
+}
+
+/// Built by `tocsin plugin build` with componentize-py's default options.
+#[tokio::test]
+async fn a_new_python_aggregator_and_channel_reach_a_running_engine() -> Result<()> {
+    kit_flow("python").await
+}
+
+/// Built by `tocsin plugin build` with jco's default options.
+#[tokio::test]
+async fn a_new_javascript_aggregator_and_channel_reach_a_running_engine() -> Result<()> {
+    kit_flow("js").await
 }
 
 #[tokio::test]
@@ -233,126 +322,4 @@ async fn plugin_check_names_what_is_wrong() -> Result<()> {
     let report: Value = serde_json::from_str(&out)?;
     ensure!(report["error"]["call"] == "aggregate", "{report}");
     Ok(())
-}
-
-/// Builds a component with `tool ARGS` (a language toolchain's default
-/// options), then checks that `plugin test` shows its alert for the sample
-/// events and that a running engine serves it: three posted events give
-/// one notification on `/v1/ws`.
-async fn foreign_aggregator_runs(name: &str, tool: PathBuf, args: &[&str]) -> Result<()> {
-    let tmp = TempDir::new(name)?;
-    let dir = tmp.path();
-    ensure!(
-        tool.is_file(),
-        "{} not found: run the tests with `cargo xtask test` (it installs the toolchains)",
-        tool.display()
-    );
-    let wasm = dir.join(format!("{name}.wasm"));
-    let out = Command::new(&tool)
-        .args(args)
-        .arg("-o")
-        .arg(&wasm)
-        .current_dir(root().join("tests/plugins"))
-        .output()?;
-    ensure!(
-        out.status.success() && wasm.is_file(),
-        "{}: {}{}",
-        tool.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events = root().join("host/templates/events.jsonl");
-    let ev = events.to_string_lossy().into_owned();
-    let file = format!("{name}.wasm");
-    let (code, out, err) = tocsin(dir, &["plugin", "test", &file, "--events", &ev])?;
-    ensure!(code == 0, "plugin test: {out}{err}");
-    let report: Value = serde_json::from_str(&out)?;
-    ensure!(
-        report["alerts"][0]["key"] == "DEVICE_START_FAILED|device-service",
-        "{report}"
-    );
-    ensure!(
-        report["alerts"].as_array().map(Vec::len) == Some(1),
-        "{report}"
-    );
-
-    let t = Tocsin::start(Setup {
-        plugins: vec!["websocket"],
-        default_rules: false,
-        ..Setup::default()
-    })
-    .await?;
-    let tmp_file = t.plugins_dir.join(format!(".{name}.tmp"));
-    std::fs::copy(&wasm, &tmp_file)?;
-    std::fs::rename(&tmp_file, t.plugins_dir.join(&file))?;
-    let rule = format!(
-        "[match]\ncodes = [\"DEVICE_START_FAILED\"]\n\n[aggregate]\nplugin = \"{name}\"\n\
-         config = {{ threshold = 3 }}\n\n[[channels]]\nplugin = \"websocket\"\ngrants = {{ websocket = true }}\n"
-    );
-    t.write_rule(&format!("{name}.toml"), &rule)?;
-    // Compiling a 12-18 MB component takes a while on a busy machine
-    // (once: the artifact is cached by content hash).
-    wait_for(
-        &format!("the {name} rule to serve"),
-        Duration::from_secs(300),
-        || async {
-            let r = t.rule_status(name).await.unwrap_or_default();
-            Ok(r["active"] == true && r["last_error"].is_null())
-        },
-    )
-    .await?;
-    let mut ws = t.ws(&format!("?rule={name}")).await?;
-    t.send(
-        "DEVICE_START_FAILED",
-        "device-service",
-        3,
-        "from a foreign plugin",
-    )
-    .await?;
-    let n = ws.next(WAIT).await?;
-    ensure!(
-        n["count"] == 3 && n["key"] == "DEVICE_START_FAILED|device-service",
-        "{n}"
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_python_plugin_built_with_default_options_runs_in_the_engine() -> Result<()> {
-    let wit = root().join("wit").to_string_lossy().into_owned();
-    let args = [
-        "-d",
-        &wit,
-        "-w",
-        "aggregator",
-        "componentize",
-        "app",
-        "-p",
-        "python",
-    ];
-    foreign_aggregator_runs(
-        "pyagg",
-        root().join("target/pyenv/bin/componentize-py"),
-        &args,
-    )
-    .await
-}
-
-#[tokio::test]
-async fn a_javascript_plugin_built_with_default_options_runs_in_the_engine() -> Result<()> {
-    let wit = root().join("wit").to_string_lossy().into_owned();
-    let args = [
-        "componentize",
-        "js/app.js",
-        "--wit",
-        &wit,
-        "-n",
-        "aggregator",
-    ];
-    foreign_aggregator_runs(
-        "jsagg",
-        root().join("target/jsenv/node_modules/.bin/jco"),
-        &args,
-    )
-    .await
 }

@@ -24,6 +24,48 @@ fn check_accepts_the_shipped_rules_and_plugins() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without `--data`, check must not create `./data` where it is run (nor
+/// open the engine's state: an engine may be running): it compiles into
+/// the user's cache instead.
+#[test]
+fn check_without_a_data_directory_writes_nothing_where_it_runs() -> anyhow::Result<()> {
+    let dir = TempDir::new("check-cwd")?;
+    let (work, cache) = (dir.path().join("work"), dir.path().join("cache"));
+    std::fs::create_dir_all(work.join("plugins"))?;
+    std::fs::create_dir_all(work.join("rules"))?;
+    std::fs::copy(
+        plugin_file("threshold")?,
+        work.join("plugins/threshold.wasm"),
+    )?;
+    std::fs::write(
+        work.join("rules/one.toml"),
+        "[aggregate]\nplugin = \"threshold\"\nconfig = { threshold = 2, window = \"1m\" }\n",
+    )?;
+    let out = Command::new(binary()?)
+        .current_dir(&work)
+        .args(["check", "--rules", "rules", "--plugins", "plugins"])
+        .env("XDG_CACHE_HOME", &cache)
+        .env_remove("TOCSIN_ENGINE_CACHE")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok    rule   one"),
+        "check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&work)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    left.sort();
+    assert_eq!(left, ["plugins", "rules"], "check wrote into its folder");
+    let compiled = std::fs::read_dir(cache.join("tocsin/compiled"))?.count();
+    assert!(
+        compiled > 0,
+        "the plugin was compiled into the user's cache"
+    );
+    Ok(())
+}
+
 #[test]
 fn the_example_config_is_valid() -> anyhow::Result<()> {
     let data = TempDir::new("check-example")?;

@@ -35,14 +35,13 @@ pub struct Engine {
     _watcher: Arc<Option<notify::RecommendedWatcher>>,
 }
 
-/// Builds the runtime and catalog and runs a first load, without starting
-/// workers or the watcher: what `tocsin check` needs.
-pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, ReloadReport)> {
-    crate::telemetry::install();
+/// Creates the data directory and opens the configured state (embedded,
+/// or Redis when `[redis] url` is set): what a running engine counts in.
+pub async fn open_state(config: &Config) -> anyhow::Result<StateStore> {
     let data = &config.engine.data;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
-    let state = if config.redis.url.trim().is_empty() {
+    Ok(if config.redis.url.trim().is_empty() {
         StateStore::open_embedded(&data.join("state")).context("opening state")?
     } else {
         let redis = crate::state::RedisState::connect(
@@ -54,7 +53,28 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
         .await
         .context("opening Redis state")?;
         StateStore::Redis(redis)
-    };
+    })
+}
+
+/// The compile cache: `[engine] cache`, else `<data>/cache`.
+pub fn compile_cache(config: &Config) -> std::path::PathBuf {
+    config
+        .engine
+        .cache
+        .clone()
+        .unwrap_or_else(|| config.engine.data.join("cache"))
+}
+
+/// Builds the runtime over `state`, with compiled plugins cached in
+/// `cache`, and the catalog, and runs a first load, without starting
+/// workers or the watcher. `tocsin check` passes a scratch state (it must
+/// not touch a running engine's) and a cache it may use.
+pub async fn load_catalog(
+    config: &Config,
+    state: StateStore,
+    cache: Option<std::path::PathBuf>,
+) -> anyhow::Result<(Runtime, Catalog, ReloadReport)> {
+    crate::telemetry::install();
     let limits = SandboxLimits {
         call_timeout: Duration::from_millis(config.sandbox.call_timeout_ms.max(1)),
         memory_bytes: config.sandbox.memory_mb.max(1) << 20,
@@ -64,19 +84,7 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
         email_enabled: !config.smtp.host.trim().is_empty(),
         capture_logs: false,
     };
-    let runtime = Runtime::new(
-        limits,
-        state,
-        host,
-        Some(
-            config
-                .engine
-                .cache
-                .clone()
-                .unwrap_or_else(|| data.join("cache")),
-        ),
-    )
-    .context("starting plugin runtime")?;
+    let runtime = Runtime::new(limits, state, host, cache).context("starting plugin runtime")?;
     for (what, dir) in [
         ("plugins", &config.engine.plugins),
         ("rules", &config.engine.rules),
@@ -104,7 +112,9 @@ pub async fn load_catalog(config: &Config) -> anyhow::Result<(Runtime, Catalog, 
 impl Engine {
     /// Loads plugins and rules, starts the workers and the watcher.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let (runtime, catalog, report) = load_catalog(&config).await?;
+        let state = open_state(&config).await?;
+        let cache = compile_cache(&config);
+        let (runtime, catalog, report) = load_catalog(&config, state, Some(cache)).await?;
         tracing::info!(
             generation = report.generation,
             errors = report.errors.len(),

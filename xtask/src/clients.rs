@@ -1,8 +1,10 @@
 //! The real clients the ingest tests drive: `amtool` and
 //! `prometheus-alertmanager` (Debian's `prometheus-alertmanager` package),
-//! the Python Sentry SDK and componentize-py in a venv at `<target>/pyenv`,
-//! and jco with ComponentizeJS in `<target>/jsenv`. Installed if
+//! and the Python Sentry SDK in a venv at `<target>/pyenv`. Installed if
 //! missing; a loud failure if they cannot be — tests never skip them.
+//! (The plugin toolchains, componentize-py and jco, are installed by
+//! `tocsin plugin build` itself, into `<target>/plugin-toolchains` for the
+//! tests: the path users take.)
 //!
 //! The tests find the venv by convention (`<target>/pyenv/bin/python`). No
 //! environment variable is exported: the tests' environment reaches the
@@ -77,14 +79,13 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// The Python packages the tests drive: the Sentry SDK (ingest tests)
-/// and componentize-py (plugin-kit tests build a Python plugin with it).
-const PACKAGES: [&str; 2] = ["sentry-sdk", "componentize-py==0.25.1"];
+/// The Python packages the tests drive: the Sentry SDK (ingest tests).
+const PACKAGES: [&str; 1] = ["sentry-sdk"];
 
 fn imports_sentry(python: &Path) -> bool {
     python.is_file()
         && Command::new(python)
-            .args(["-c", "import sentry_sdk, componentize_py"])
+            .args(["-c", "import sentry_sdk"])
             .status()
             .is_ok_and(|s| s.success())
 }
@@ -124,47 +125,9 @@ fn python_sentry(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// The JavaScript component toolchain the plugin-kit tests build with,
-/// pinned: jco 1.35.0 fails here (`failed to get path metadata`).
-const JS_PACKAGES: [&str; 2] = [
-    "@bytecodealliance/jco@1.34.0",
-    "@bytecodealliance/componentize-js@0.23.0",
-];
-
-/// jco and ComponentizeJS in `<target>/jsenv` (npm), for the plugin-kit
-/// tests.
-fn js_toolchain(root: &Path) -> Result<()> {
-    let env = target_dir(root).join("jsenv");
-    let jco = env.join("node_modules/.bin/jco");
-    let componentize = env.join("node_modules/@bytecodealliance/componentize-js/package.json");
-    if jco.is_file() && componentize.is_file() {
-        eprintln!(
-            "xtask: {} installed in {}",
-            JS_PACKAGES.join(", "),
-            env.display()
-        );
-        return Ok(());
-    }
-    std::fs::create_dir_all(&env)?;
-    let mut c = Command::new("npm");
-    c.args(["install", "--silent", "--no-fund", "--no-audit", "--prefix"])
-        .arg(&env)
-        .args(JS_PACKAGES);
-    let what = format!(
-        "npm install {} (in {})",
-        JS_PACKAGES.join(" "),
-        env.display()
-    );
-    if !run(&mut c, &what)? || !jco.is_file() {
-        bail!("`{what}` failed (is Node.js with npm installed?)");
-    }
-    Ok(())
-}
-
 /// Makes sure every client is installed.
 pub fn ensure() -> Result<()> {
     alertmanager()?;
     python_sentry(&crate::root())?;
-    js_toolchain(&crate::root())?;
     Ok(())
 }

@@ -114,8 +114,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tocsin check`: loads every plugin and rule as a starting engine would,
+/// over a scratch state (never the engine's: it may be running), with the
+/// configured compile cache when the data directory exists (so a check
+/// warms the engine's cache), else the user's cache — it never creates a
+/// data directory.
 async fn check(config: Config) -> anyhow::Result<i32> {
-    let (rt, catalog, _) = crate::engine::load_catalog(&config).await?;
+    let scratch = plugin::Scratch::new()?;
+    let state = crate::state::StateStore::open_embedded(&scratch.path().join("state"))
+        .context("opening a scratch state")?;
+    let cache = if config.engine.cache.is_some() || config.engine.data.is_dir() {
+        Some(crate::engine::compile_cache(&config))
+    } else {
+        plugin::cache_dir()
+    };
+    let (rt, catalog, _) = crate::engine::load_catalog(&config, state, cache).await?;
     let generation = catalog.generation().load_full();
     for p in catalog.plugin_status() {
         if let (Some(w), None) = (&p.world, &p.last_error) {

@@ -39,14 +39,30 @@ pub struct PluginUse<'a> {
 /// Why a plugin call failed. Every variant fails only the work of that call.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("plugin `{plugin}` ran past its {ms} ms deadline and was stopped")]
-    Deadline { plugin: String, ms: u128 },
-    #[error("plugin `{plugin}` hit its memory cap: {detail}")]
-    Memory { plugin: String, detail: String },
-    #[error("plugin `{plugin}` trapped: {detail}")]
-    Trap { plugin: String, detail: String },
-    #[error("plugin `{plugin}` returned an error: {message}")]
-    Returned { plugin: String, message: String },
+    #[error("plugin `{plugin}` ran past its {ms} ms deadline in `{call}` and was stopped")]
+    Deadline {
+        plugin: String,
+        call: &'static str,
+        ms: u128,
+    },
+    #[error("plugin `{plugin}` hit its memory cap in `{call}`: {detail}")]
+    Memory {
+        plugin: String,
+        call: &'static str,
+        detail: String,
+    },
+    #[error("plugin `{plugin}` trapped in `{call}`: {detail}")]
+    Trap {
+        plugin: String,
+        call: &'static str,
+        detail: String,
+    },
+    #[error("plugin `{plugin}` returned an error from `{call}`: {message}")]
+    Returned {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
     #[error("plugin `{plugin}` could not be instantiated: {detail}")]
     Instantiate { plugin: String, detail: String },
 }
@@ -157,7 +173,7 @@ impl Instances {
                 bound,
                 configured_generation: u64::MAX,
             }),
-            Err(e) => Err(classify(&plugin.name, rt, &mut store, e)),
+            Err(e) => Err(classify(&plugin.name, "instantiate", rt, &mut store, e)),
         }
     }
 
@@ -220,7 +236,8 @@ impl Instances {
                     .await
             }
         };
-        self.finish(&hash, &u.plugin.name, result).map(|_| ())
+        self.finish(&hash, &u.plugin.name, "configure", result)
+            .map(|_| ())
     }
 
     /// Maps a call's outcome; drops the instance if it trapped.
@@ -228,19 +245,22 @@ impl Instances {
         &mut self,
         hash: &str,
         plugin: &str,
+        call: &'static str,
         result: wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
         match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(message)) => Err(CallError::Returned {
                 plugin: plugin.to_string(),
+                call,
                 message,
             }),
             Err(e) => {
                 let err = match self.live.remove(hash) {
-                    Some(mut live) => classify(plugin, &self.rt, &mut live.store, e),
+                    Some(mut live) => classify(plugin, call, &self.rt, &mut live.store, e),
                     None => CallError::Trap {
                         plugin: plugin.to_string(),
+                        call,
                         detail: format!("{e:#}"),
                     },
                 };
@@ -267,7 +287,7 @@ impl Instances {
         };
         // The instance outlives the batch; its transaction must not.
         live.store.data_mut().scope.view = None;
-        self.finish(&u.plugin.hash, &u.plugin.name, result)
+        self.finish(&u.plugin.hash, &u.plugin.name, "aggregate", result)
     }
 
     /// Calls a router's `route` for `binding`.
@@ -288,7 +308,7 @@ impl Instances {
             }
             _ => Ok(Err(format!("`{}` is not a router", u.plugin.name))),
         };
-        self.finish(&u.plugin.hash, &u.plugin.name, result)
+        self.finish(&u.plugin.hash, &u.plugin.name, "route", result)
     }
 
     /// Calls a channel's `deliver` for `binding` with the rule's `grants`;
@@ -308,7 +328,7 @@ impl Instances {
             _ => Ok(Err(format!("`{}` is not a channel", u.plugin.name))),
         };
         let deliveries = std::mem::take(&mut live.store.data_mut().scope.deliveries);
-        self.finish(&u.plugin.hash, &u.plugin.name, result)
+        self.finish(&u.plugin.hash, &u.plugin.name, "deliver", result)
             .map(|()| deliveries)
     }
 
@@ -339,8 +359,11 @@ fn begin(store: &mut Store<HostCtx>, rule: Arc<str>, grants: Arc<Grants>) {
     store.set_epoch_deadline(1);
 }
 
+/// What went wrong in `call` of `plugin`: the limit it hit, or the trap's
+/// root cause in one line (the wasm backtrace goes to the debug log).
 fn classify(
     plugin: &str,
+    call: &'static str,
     rt: &Runtime,
     store: &mut Store<HostCtx>,
     e: wasmtime::Error,
@@ -351,7 +374,7 @@ fn classify(
     // One line: logs, metrics labels and AMQP headers stay readable.
     let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
     // The reason, not the wasm backtrace (it goes to the debug log).
-    tracing::debug!(plugin = %plugin, error = %format!("{e:?}"), "plugin call failed");
+    tracing::debug!(plugin = %plugin, call, error = %format!("{e:?}"), "plugin call failed");
     let reason = one_line(&e.root_cause().to_string());
     let detail = if output.is_empty() {
         reason
@@ -361,9 +384,18 @@ fn classify(
     match hit {
         Some(LimitHit::Deadline) => CallError::Deadline {
             plugin,
+            call,
             ms: rt.limits().call_timeout.as_millis(),
         },
-        Some(LimitHit::Memory) => CallError::Memory { plugin, detail },
-        None => CallError::Trap { plugin, detail },
+        Some(LimitHit::Memory) => CallError::Memory {
+            plugin,
+            call,
+            detail,
+        },
+        None => CallError::Trap {
+            plugin,
+            call,
+            detail,
+        },
     }
 }

@@ -7,9 +7,12 @@
 //! own code, so what `check` and `test` accept is what a running engine
 //! accepts.
 
+mod build;
 mod check;
 mod new;
 mod test;
+mod toolchain;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +34,7 @@ pub enum PluginCommand {
     /// Write a new plugin project (source, unit test, sample events, rule).
     New(new::NewArgs),
     /// Build the plugin project in DIR into a component.
-    Build(new::BuildArgs),
+    Build(build::BuildArgs),
 }
 
 /// The world a plugin implements, as a command-line value.
@@ -69,7 +72,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<i32> {
         PluginCommand::Check(args) => check::run(args),
         PluginCommand::Test(args) => test::run(args).await,
         PluginCommand::New(args) => new::new(args).map(|()| 0),
-        PluginCommand::Build(args) => new::build(args),
+        PluginCommand::Build(args) => build::build(args),
     }
 }
 
@@ -98,7 +101,7 @@ fn scratch_runtime(sandbox: &SandboxArgs, scratch: &Path) -> anyhow::Result<Runt
 /// The engine's compile cache when `TOCSIN_ENGINE_CACHE` names one (so a
 /// plugin tested here starts at once in an engine sharing it), else
 /// `$XDG_CACHE_HOME/tocsin/compiled` or `~/.cache/tocsin/compiled`.
-fn cache_dir() -> Option<PathBuf> {
+pub(super) fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TOCSIN_ENGINE_CACHE").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
@@ -109,13 +112,18 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// A fresh scratch folder, removed when dropped.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("tocsin-plugin-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self(dir))
+    }
+
+    /// The folder.
+    pub(super) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

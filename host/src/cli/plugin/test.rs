@@ -33,6 +33,11 @@ pub struct TestArgs {
     /// becomes), or `@FILE` to read it from a file.
     #[arg(long, default_value = "{}")]
     pub config: String,
+    /// When the events arrive (their `received-at`, which aggregators
+    /// count windows by): RFC 3339 (`2026-12-01T09:00:00Z`) or ms since
+    /// the epoch. Default: now. Events keep their own `timestamp`.
+    #[arg(long)]
+    pub now: Option<String>,
     /// The rule name the plugin sees.
     #[arg(long, default_value = "test")]
     pub rule: String,
@@ -50,7 +55,11 @@ pub struct TestArgs {
 /// Runs the plugin and prints the report; 0 when every call succeeded.
 pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
     let bytes = read_wasm(&args.file)?;
-    let events = read_events(&args.events)?;
+    let received_at = match &args.now {
+        Some(text) => parse_now(text)?,
+        None => now_ms(),
+    };
+    let events = read_events(&args.events, received_at)?;
     let config_json = match args.config.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         None => args.config.clone(),
@@ -173,11 +182,10 @@ fn instances_state(instances: &Instances) -> crate::state::StateStore {
 }
 
 /// Reads sample events (JSON lines or one array), saying which line is bad.
-fn read_events(path: &std::path::Path) -> anyhow::Result<Vec<ErrorEvent>> {
+fn read_events(path: &std::path::Path, received_at: i64) -> anyhow::Result<Vec<ErrorEvent>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let source: Arc<str> = Arc::from("plugin-test");
-    let received_at = now_ms();
     let values: Vec<(usize, Value)> = if text.trim_start().starts_with('[') {
         let all: Vec<Value> = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a JSON array", path.display()))?;
@@ -211,6 +219,20 @@ fn read_events(path: &std::path::Path) -> anyhow::Result<Vec<ErrorEvent>> {
         }
     }
     Ok(events.iter().map(ErrorEvent::from).collect())
+}
+
+/// `--now`: RFC 3339 or ms since the epoch.
+fn parse_now(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--now {text:?}: expected RFC 3339 (2026-12-01T09:00:00Z) or ms since the epoch ({e})"
+            )
+        })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).context("--now is out of range")
 }
 
 /// One alert per error code and service among `events`: what a router or
@@ -269,5 +291,21 @@ fn delivery_json(d: &Delivery) -> Value {
             "kind": "http", "method": r.method, "url": r.url, "headers": r.headers,
             "body": String::from_utf8_lossy(&r.body),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_reads_rfc3339_or_milliseconds() {
+        assert_eq!(parse_now("1764547200000").unwrap(), 1_764_547_200_000);
+        assert_eq!(
+            parse_now("2025-12-01T00:00:01Z").unwrap(),
+            1_764_547_201_000
+        );
+        let e = parse_now("yesterday").unwrap_err().to_string();
+        assert!(e.contains("--now \"yesterday\": expected RFC 3339"), "{e}");
     }
 }
