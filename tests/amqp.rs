@@ -37,6 +37,7 @@ async fn engine(
         default_rules: false,
         rules,
         env,
+        ..Setup::default()
     })
     .await?;
     wait_until_consuming(&t).await?;

@@ -42,6 +42,7 @@ plugin = "log"
         default_rules: false,
         rules: vec![("restart.toml".into(), rule.into())],
         env,
+        ..Setup::default()
     })
     .await?;
     let ready = || async { Ok(t.http.get(t.url("/readyz")).send().await?.status() == 200) };

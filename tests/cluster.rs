@@ -75,6 +75,7 @@ async fn cluster(
             default_rules: false,
             rules: vec![("cluster.toml".into(), RULE.into())],
             env,
+            ..Setup::default()
         })
         .await?;
         out.push(t);

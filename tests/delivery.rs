@@ -478,6 +478,7 @@ async fn a_resolved_alertmanager_alert_reaches_the_webhook_through_the_outbox() 
         plugins: vec!["threshold", "webhook"],
         default_rules: false,
         rules: vec![("am-hook.toml".into(), rule)],
+        ..Setup::default()
     };
     let t = Tocsin::start(setup).await?;
     let http = reqwest::Client::new();

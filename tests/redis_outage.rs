@@ -42,6 +42,7 @@ grants = { websocket = true }
             // The pause is 10 s: call it an outage after 2 s of silence.
             ("TOCSIN_REDIS_OUTAGE_AFTER_MS".into(), "2000".into()),
         ],
+        ..Setup::default()
     })
     .await?;
     let mut ws = t.ws("").await?;

@@ -43,6 +43,9 @@ async fn engine() -> anyhow::Result<Tocsin> {
             ("TOCSIN_SANDBOX_CALL_TIMEOUT_MS".into(), "300".into()),
             ("TOCSIN_SANDBOX_MEMORY_MB".into(), "32".into()),
         ],
+        // One plugin's own cap, below the default: what a Python or JS
+        // plugin's larger cap is set with.
+        config: "[sandbox.plugins.hog]\nmemory_mb = 24\n".into(),
     };
     Tocsin::start(setup).await
 }
@@ -62,7 +65,10 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
 
     // Each bad call is stopped; meanwhile the healthy rule serves.
     t.send("SPIN", "s", 1, "spin forever").await?;
-    t.send("HOG", "s", 1, "hog memory").await?;
+    let mut hog = tocsin_tests::event("HOG", "high", "s", "hog memory");
+    hog["eventId"] = "hog-1".into();
+    let (status, body) = t.post_events(&hog).await?;
+    assert_eq!(status, 202, "{body}");
     let mut panic = tocsin_tests::event("PANIC", "high", "s", "panic now");
     panic["eventId"] = "panic-1".into();
     let (status, body) = t.post_events(&panic).await?;
@@ -79,6 +85,18 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
         Ok(errors(&t, "hog", "memory").await? >= 1.0)
     })
     .await?;
+    // At its own cap (24 MiB), named with the export in one line.
+    wait_for("the hog's trace", WAIT, || async {
+        let r = t.http.get(t.url("/v1/events/hog-1/trace")).send().await?;
+        Ok(r.status() == 200 && r.text().await?.contains("\"failed\""))
+    })
+    .await?;
+    let trace = t.get_json("/v1/events/hog-1/trace").await?.to_string();
+    assert!(
+        trace.contains("plugin `hog` hit its memory cap in `aggregate`")
+            && trace.contains(&format!("cap is {}", 24 << 20)),
+        "{trace}"
+    );
     wait_for("panic trapped", WAIT, || async {
         Ok(errors(&t, "panic", "trap").await? >= 1.0)
     })

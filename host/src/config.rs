@@ -9,6 +9,7 @@
 //! one entry per setting with its default and doc, kept beside the section
 //! structs it must agree with (a test checks they do).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -151,7 +152,14 @@ pub const KEYS: &[Key] = &[
         key: "memory_mb",
         kind: Kind::Int,
         default: "64",
-        doc: "linear-memory cap of one plugin instance",
+        doc: "linear-memory cap of one plugin instance ([sandbox.plugins.NAME] memory_mb overrides it per plugin)",
+    },
+    Key {
+        section: "sandbox",
+        key: "instances",
+        kind: Kind::Int,
+        default: "256",
+        doc: "plugin instances alive at once, all plugins and workers together (the instance pool)",
     },
     Key {
         section: "amqp",
@@ -420,6 +428,13 @@ impl Default for EngineConfig {
 pub struct SandboxConfig {
     pub call_timeout_ms: u64,
     pub memory_mb: usize,
+    pub instances: u32,
+    /// `[sandbox.plugins.NAME]`: limits of one plugin (by file name without
+    /// `.wasm`) instead of the defaults above — a Python or JavaScript
+    /// plugin may need more memory or time than a Rust one. File only (no
+    /// environment variable).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, PluginSandboxConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -427,8 +442,18 @@ impl Default for SandboxConfig {
         Self {
             call_timeout_ms: 200,
             memory_mb: 64,
+            instances: 256,
+            plugins: BTreeMap::new(),
         }
     }
+}
+
+/// `[sandbox.plugins.NAME]`: what is unset falls back to `[sandbox]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSandboxConfig {
+    pub call_timeout_ms: Option<u64>,
+    pub memory_mb: Option<usize>,
 }
 
 /// `[amqp]`
@@ -755,6 +780,26 @@ mod tests {
         )
         .expect_err("type");
         assert!(err.to_string().contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn one_plugin_gets_its_own_limits_and_typos_are_refused() {
+        let dir = std::env::temp_dir().join(format!("tocsin-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("limits.toml");
+        std::fs::write(&file, "[sandbox.plugins.py-agg]\nmemory_mb = 128\n").expect("write");
+        let c = Config::load(Some(&file), Vec::new()).expect("valid");
+        let limits = crate::plugin::SandboxLimits::from_config(&c.sandbox);
+        assert_eq!(limits.memory_of("py-agg"), 128 << 20);
+        assert_eq!(limits.memory_of("other"), 64 << 20);
+        assert_eq!(
+            limits.call_timeout_of("py-agg"),
+            std::time::Duration::from_millis(200)
+        );
+        std::fs::write(&file, "[sandbox.plugins.py-agg]\nmemory = 128\n").expect("write");
+        let err = Config::load(Some(&file), Vec::new()).expect_err("typo");
+        assert!(err.to_string().contains("unknown field `memory`"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

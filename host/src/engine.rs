@@ -75,10 +75,7 @@ pub async fn load_catalog(
     cache: Option<std::path::PathBuf>,
 ) -> anyhow::Result<(Runtime, Catalog, ReloadReport)> {
     crate::telemetry::install();
-    let limits = SandboxLimits {
-        call_timeout: Duration::from_millis(config.sandbox.call_timeout_ms.max(1)),
-        memory_bytes: config.sandbox.memory_mb.max(1) << 20,
-    };
+    let limits = SandboxLimits::from_config(&config.sandbox);
     let host = HostSettings {
         default_email_to: config.smtp.to.clone(),
         email_enabled: !config.smtp.host.trim().is_empty(),

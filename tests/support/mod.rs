@@ -3,6 +3,7 @@
 //! WebSocket connections. Waits are conditions with deadlines, never bare
 //! sleeps.
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,9 @@ pub struct Setup {
     pub rules: Vec<(String, String)>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// A configuration file's text (`--config`), for settings with no
+    /// environment variable; empty for none.
+    pub config: String,
 }
 
 impl Default for Setup {
@@ -117,6 +121,7 @@ impl Default for Setup {
             default_rules: true,
             rules: Vec::new(),
             env: vec![("TOCSIN_ENGINE_WORKERS".into(), "1".into())],
+            config: String::new(),
         }
     }
 }
@@ -130,6 +135,7 @@ pub struct Tocsin {
     pub data_dir: PathBuf,
     listen: String,
     env: Vec<(String, String)>,
+    config: Option<PathBuf>,
     pub http: reqwest::Client,
     _tmp: TempDir,
 }
@@ -162,6 +168,13 @@ impl Tocsin {
         for (file, text) in &setup.rules {
             std::fs::write(rules_dir.join(file), text)?;
         }
+        let config = (!setup.config.is_empty())
+            .then(|| -> Result<PathBuf> {
+                let path = tmp.path().join("tocsin.toml");
+                std::fs::write(&path, &setup.config)?;
+                Ok(path)
+            })
+            .transpose()?;
         let listen = format!("127.0.0.1:{}", free_port()?);
         let mut t = Self {
             child: None,
@@ -171,6 +184,7 @@ impl Tocsin {
             data_dir,
             listen,
             env: setup.env,
+            config,
             http: reqwest::Client::new(),
             _tmp: tmp,
         };
@@ -190,6 +204,11 @@ impl Tocsin {
             .arg(&self.plugins_dir)
             .arg("--data")
             .arg(&self.data_dir)
+            .args(
+                self.config
+                    .iter()
+                    .flat_map(|c| [OsStr::new("--config"), c.as_os_str()]),
+            )
             .env(
                 "TOCSIN_ENGINE_CACHE",
                 target_dir().join("test-plugin-cache"),

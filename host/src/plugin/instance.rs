@@ -383,9 +383,9 @@ fn classify(
     };
     match hit {
         Some(LimitHit::Deadline) => CallError::Deadline {
+            ms: rt.limits().call_timeout_of(&plugin).as_millis(),
             plugin,
             call,
-            ms: rt.limits().call_timeout.as_millis(),
         },
         Some(LimitHit::Memory) => CallError::Memory {
             plugin,

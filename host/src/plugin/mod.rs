@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod instance;
 pub mod loader;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,18 @@ pub struct SandboxLimits {
     pub call_timeout: Duration,
     /// Cap on one instance's linear memory, in bytes.
     pub memory_bytes: usize,
+    /// Instances alive at once, all plugins and workers together: the
+    /// size of the pooling allocator (it reserves address space per slot).
+    pub instances: u32,
+    /// Per-plugin limits by plugin name, instead of the two above.
+    pub plugins: HashMap<String, PluginLimits>,
+}
+
+/// One plugin's own limits; `None` keeps the default.
+#[derive(Clone, Debug, Default)]
+pub struct PluginLimits {
+    pub call_timeout: Option<Duration>,
+    pub memory_bytes: Option<usize>,
 }
 
 impl Default for SandboxLimits {
@@ -44,7 +57,57 @@ impl Default for SandboxLimits {
         Self {
             call_timeout: Duration::from_millis(200),
             memory_bytes: 64 << 20,
+            instances: 256,
+            plugins: HashMap::new(),
         }
+    }
+}
+
+impl SandboxLimits {
+    /// The limits `[sandbox]` configures.
+    pub fn from_config(c: &crate::config::SandboxConfig) -> Self {
+        let plugins = c
+            .plugins
+            .iter()
+            .map(|(name, p)| {
+                let limits = PluginLimits {
+                    call_timeout: p.call_timeout_ms.map(|ms| Duration::from_millis(ms.max(1))),
+                    memory_bytes: p.memory_mb.map(|mb| mb.max(1) << 20),
+                };
+                (name.clone(), limits)
+            })
+            .collect();
+        Self {
+            call_timeout: Duration::from_millis(c.call_timeout_ms.max(1)),
+            memory_bytes: c.memory_mb.max(1) << 20,
+            instances: c.instances.max(1),
+            plugins,
+        }
+    }
+
+    /// The CPU deadline of one call of `plugin`.
+    pub fn call_timeout_of(&self, plugin: &str) -> Duration {
+        self.plugins
+            .get(plugin)
+            .and_then(|p| p.call_timeout)
+            .unwrap_or(self.call_timeout)
+    }
+
+    /// The linear-memory cap of one instance of `plugin`.
+    pub fn memory_of(&self, plugin: &str) -> usize {
+        self.plugins
+            .get(plugin)
+            .and_then(|p| p.memory_bytes)
+            .unwrap_or(self.memory_bytes)
+    }
+
+    /// The largest cap of any plugin: the pool's slot size (each store's
+    /// limiter enforces its own plugin's cap below it).
+    fn largest_memory(&self) -> usize {
+        self.plugins
+            .values()
+            .filter_map(|p| p.memory_bytes)
+            .fold(self.memory_bytes, usize::max)
     }
 }
 
@@ -112,12 +175,13 @@ impl Runtime {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256)
-            .total_core_instances(1024)
-            .total_memories(256)
-            .total_tables(1024)
-            .total_stacks(256)
-            .max_memory_size(limits.memory_bytes);
+        let slots = limits.instances;
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(4))
+            .total_memories(slots)
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size(limits.largest_memory());
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
 
@@ -182,10 +246,10 @@ impl Runtime {
             state: self.inner.state.clone(),
             host: self.inner.host.clone(),
             scope: CallScope::default(),
-            memory_cap: self.inner.limits.memory_bytes,
+            memory_cap: self.inner.limits.memory_of(plugin),
             charged: Duration::ZERO,
             last_check: std::time::Instant::now(),
-            call_budget: self.inner.limits.call_timeout,
+            call_budget: self.inner.limits.call_timeout_of(plugin),
             host_wait: Duration::ZERO,
             hit: None,
             logs: self.inner.host.capture_logs.then(Vec::new),

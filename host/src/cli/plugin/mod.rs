@@ -85,6 +85,7 @@ fn scratch_runtime(sandbox: &SandboxArgs, scratch: &Path) -> anyhow::Result<Runt
     let limits = SandboxLimits {
         call_timeout: std::time::Duration::from_millis(sandbox.call_timeout_ms.max(1)),
         memory_bytes: sandbox.memory_mb.max(1) << 20,
+        ..SandboxLimits::default()
     };
     let host = HostSettings {
         default_email_to: vec!["ops@example.com".into()],
