@@ -221,17 +221,66 @@ async fn kit_flow(lang: &str) -> Result<()> {
         "{report}"
     );
 
-    let t = Tocsin::start(Setup {
+    // Python: the engine starts with the aggregator already in its folders
+    // and a compile cache without it, so the 18 MB component compiles at
+    // start-up — in the background: the engine serves at once and the rule
+    // says it waits. Rust and JavaScript: both plugins are dropped into a
+    // running engine (hot reload).
+    let at_start = lang == "python";
+    let mut env = Setup::default().env;
+    if at_start {
+        let cache = tmp.path().join("fresh-engine-cache");
+        env.push(("TOCSIN_ENGINE_CACHE".into(), cache.display().to_string()));
+    }
+    let mut t = Tocsin::start(Setup {
         plugins: vec!["threshold", "websocket"],
         default_rules: false,
+        env,
         ..Setup::default()
     })
     .await?;
     let started = std::time::Instant::now();
-    install(&t, &agg, &agg_name).await?;
+    if at_start {
+        t.stop()?;
+        std::fs::copy(
+            agg.join(format!("{agg_name}.wasm")),
+            t.plugins_dir.join(format!("{agg_name}.wasm")),
+        )?;
+        std::fs::copy(
+            agg.join(format!("{agg_name}.toml")),
+            t.rules_dir.join(format!("{agg_name}.toml")),
+        )?;
+        t.spawn().await?;
+        let up = started.elapsed().as_secs_f64();
+        let rule = t.rule_status(&agg_name).await?;
+        let waiting = rule["waiting"].as_str().unwrap_or("");
+        ensure!(
+            rule["active"] == false
+                && rule["last_error"].is_null()
+                && waiting.contains(&format!("waiting for plugin `{agg_name}` to compile")),
+            "the rule waits for its plugin, and says so: {rule}"
+        );
+        let plugin = t.plugin_status(&agg_name).await?;
+        ensure!(plugin["compiling_for_s"].is_u64(), "{plugin}");
+        wait_for(
+            &format!("rule {agg_name} to serve once compiled"),
+            Duration::from_secs(300),
+            || async {
+                let r = t.rule_status(&agg_name).await.unwrap_or_default();
+                Ok(r["active"] == true && r["waiting"].is_null())
+            },
+        )
+        .await?;
+        record_figure(&format!(
+            "plugin_kit: python aggregator at start-up, uncached: engine serving after {up:.1} s, the rule after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+    } else {
+        install(&t, &agg, &agg_name).await?;
+    }
     install(&t, &chan, &chan_name).await?;
     record_figure(&format!(
-        "plugin_kit: {lang} aggregator and channel dropped in, both serving after {:.1} s",
+        "plugin_kit: {lang} aggregator and channel both serving {:.1} s after the engine started",
         started.elapsed().as_secs_f64()
     ));
     let mut by_agg = t.ws(&format!("?rule={agg_name}")).await?;

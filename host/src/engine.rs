@@ -69,10 +69,13 @@ pub fn compile_cache(config: &Config) -> std::path::PathBuf {
 /// `cache`, and the catalog, and runs a first load, without starting
 /// workers or the watcher. `tocsin check` passes a scratch state (it must
 /// not touch a running engine's) and a cache it may use.
+/// With `background`, large uncached plugins compile off the start-up path
+/// (a running engine serves at once; `tocsin check` passes false to wait).
 pub async fn load_catalog(
     config: &Config,
     state: StateStore,
     cache: Option<std::path::PathBuf>,
+    background: bool,
 ) -> anyhow::Result<(Runtime, Catalog, ReloadReport)> {
     crate::telemetry::install();
     let limits = SandboxLimits::from_config(&config.sandbox);
@@ -101,7 +104,8 @@ pub async fn load_catalog(
         config.engine.plugins.clone(),
         config.engine.rules.clone(),
     )
-    .with_default_retry(crate::deliver::RetryPolicy::from(&config.delivery));
+    .with_default_retry(crate::deliver::RetryPolicy::from(&config.delivery))
+    .with_background_compiles(background);
     let report = catalog.reload().await;
     Ok((runtime, catalog, report))
 }
@@ -111,7 +115,7 @@ impl Engine {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let state = open_state(&config).await?;
         let cache = compile_cache(&config);
-        let (runtime, catalog, report) = load_catalog(&config, state, Some(cache)).await?;
+        let (runtime, catalog, report) = load_catalog(&config, state, Some(cache), true).await?;
         tracing::info!(
             generation = report.generation,
             errors = report.errors.len(),

@@ -9,12 +9,15 @@
 //! that fails validation never replaces a good one: the previous version
 //! keeps serving and the error is kept for the status API.
 
+mod background;
 mod compile;
 mod generation;
+mod status;
 pub mod rule;
 pub mod watcher;
 
 pub use generation::{ActiveRule, ChannelBinding, Generation, RuleBinding};
+pub use status::{PluginStatus, RuleStatus};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,37 +28,7 @@ use serde::Serialize;
 
 use crate::plugin::instance::BindingConfig;
 use crate::plugin::loader::content_hash as content_hash_of;
-use crate::plugin::{Instances, LoadedPlugin, Runtime, World};
-
-/// The status API's view of a plugin file.
-#[derive(Clone, Debug, Serialize)]
-pub struct PluginStatus {
-    pub name: String,
-    pub file: String,
-    pub world: Option<World>,
-    pub hash: Option<String>,
-    pub size: Option<usize>,
-    pub loaded_at: Option<i64>,
-    pub cached: Option<bool>,
-    pub compile_ms: Option<f64>,
-    /// Why the file on disk is not the version serving (None when it is).
-    pub last_error: Option<String>,
-}
-
-/// The status API's view of a rule file.
-#[derive(Clone, Debug, Serialize)]
-pub struct RuleStatus {
-    pub name: String,
-    pub file: String,
-    pub active: bool,
-    pub enabled: bool,
-    pub hash: Option<String>,
-    pub loaded_at: Option<i64>,
-    pub aggregate: Option<String>,
-    pub route: Option<String>,
-    pub channels: Vec<String>,
-    pub last_error: Option<String>,
-}
+use crate::plugin::{Instances, LoadedPlugin, Runtime};
 
 /// One watched file: the version serving, and why the file on disk is not.
 struct Entry<T> {
@@ -64,6 +37,8 @@ struct Entry<T> {
     last_error: Option<String>,
     /// Hash of the bytes that failed, so an unchanged bad file is not retried.
     failed_hash: Option<String>,
+    /// What the file waits for before it can be validated.
+    waiting: Option<String>,
 }
 
 type PluginEntry = Entry<LoadedPlugin>;
@@ -76,6 +51,7 @@ impl<T> Entry<T> {
             current: None,
             last_error: None,
             failed_hash: None,
+            waiting: None,
         }
     }
 
@@ -84,6 +60,7 @@ impl<T> Entry<T> {
         self.current = Some(value);
         self.last_error = None;
         self.failed_hash = None;
+        self.waiting = None;
         metrics::counter!("tocsin_reloads_total", "kind" => kind, "result" => "ok").increment(1);
     }
 
@@ -105,6 +82,7 @@ impl<T> Entry<T> {
         report.errors.push(msg.clone());
         self.last_error = Some(msg);
         self.failed_hash = Some(hash);
+        self.waiting = None;
         metrics::counter!("tocsin_reloads_total", "kind" => kind, "result" => "error").increment(1);
     }
 }
@@ -127,6 +105,12 @@ pub struct Catalog {
     current: Arc<ArcSwap<Generation>>,
     next_id: u64,
     default_retry: crate::deliver::RetryPolicy,
+    compiler: background::Compiler,
+    /// The other end of the compiler's wake-ups, until the watcher takes it.
+    wake: (
+        tokio::sync::mpsc::UnboundedSender<()>,
+        Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    ),
 }
 
 fn list(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
@@ -148,7 +132,10 @@ fn stem(path: &Path) -> String {
 impl Catalog {
     /// A catalog over the two directories; nothing loaded until [`Self::reload`].
     pub fn new(rt: Runtime, plugins_dir: PathBuf, rules_dir: PathBuf) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            compiler: background::Compiler::new(tx.clone()),
+            wake: (tx, Some(rx)),
             rt,
             plugins_dir,
             rules_dir,
@@ -164,6 +151,25 @@ impl Catalog {
     pub fn with_default_retry(mut self, policy: crate::deliver::RetryPolicy) -> Self {
         self.default_retry = policy;
         self
+    }
+
+    /// Compile large uncached plugins in the background ([`background`])
+    /// instead of inline: a running engine's choice; `tocsin check` waits.
+    pub fn with_background_compiles(mut self, on: bool) -> Self {
+        self.compiler.enabled = on;
+        self
+    }
+
+    /// The reload trigger: a sender for file-change notifications, and
+    /// (once) the receiver, on which finished background compiles also
+    /// arrive.
+    pub fn wake_channel(
+        &mut self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedSender<()>,
+        Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    ) {
+        (self.wake.0.clone(), self.wake.1.take())
     }
 
     /// The shared pointer the pipeline reads the current generation from.
@@ -216,6 +222,7 @@ impl Catalog {
                 .increment(1);
             changed = true;
         }
+        let mut hashes = HashSet::new();
         for path in files {
             let name = stem(&path);
             let bytes = match std::fs::read(&path) {
@@ -227,6 +234,7 @@ impl Catalog {
                 }
             };
             let hash = content_hash_of(&bytes);
+            hashes.insert(hash.clone());
             let entry = self.plugin_entry(&name, &path);
             if entry.current.as_ref().is_some_and(|c| c.hash == hash) {
                 // Same bytes as the serving version (e.g. a bad copy was
@@ -238,10 +246,20 @@ impl Catalog {
             if entry.failed_hash.as_deref() == Some(hash.as_str()) {
                 continue;
             }
-            let result = self.rt.load_plugin(&name, &bytes);
+            let result = match self.compiler.take(&hash) {
+                Some(outcome) => outcome,
+                None if self.compiler.should_defer(&self.rt, &hash, &bytes) => {
+                    self.compiler.start(&self.rt, &name, &hash, bytes);
+                    continue;
+                }
+                None => self
+                    .rt
+                    .load_plugin(&name, &bytes)
+                    .map_err(|e| e.to_string()),
+            };
             let result = match result {
                 Ok(p) => self.check_plugin_against_rules(Arc::new(p)).await,
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             let entry = self.plugin_entry(&name, &path);
             match result {
@@ -254,6 +272,7 @@ impl Catalog {
                 Err(e) => entry.refused(&e, hash, "plugin", report),
             }
         }
+        self.compiler.retain(|h| hashes.contains(h));
         changed
     }
 
@@ -355,6 +374,12 @@ impl Catalog {
                 .filter(|(p, _)| **p != path)
                 .filter_map(|(_, e)| e.current.as_ref().map(|r| r.name.to_string()))
                 .collect();
+            if let Some(waiting) = self.waiting_for(&text) {
+                let entry = self.rule_entry(&path);
+                entry.last_error = None;
+                entry.waiting = Some(waiting);
+                continue;
+            }
             let result = self.compile_rule(&path, &text, &hash, &taken).await;
             let entry = self.rule_entry(&path);
             match result {
@@ -420,66 +445,5 @@ impl Catalog {
             plugins,
             bindings,
         }));
-    }
-
-    /// Status of every plugin file seen.
-    pub fn plugin_status(&self) -> Vec<PluginStatus> {
-        self.plugins
-            .iter()
-            .map(|(name, e)| {
-                let c = e.current.as_ref();
-                PluginStatus {
-                    name: name.clone(),
-                    file: e.file.display().to_string(),
-                    world: c.map(|p| p.world),
-                    hash: c.map(|p| p.hash.clone()),
-                    size: c.map(|p| p.size),
-                    loaded_at: c.map(|p| p.loaded_at),
-                    cached: c.map(|p| p.cached),
-                    compile_ms: c.map(|p| p.compile_ms),
-                    last_error: e.last_error.clone(),
-                }
-            })
-            .collect()
-    }
-
-    /// Status of every rule file seen.
-    pub fn rule_status(&self) -> Vec<RuleStatus> {
-        let active: HashSet<String> = self
-            .current
-            .load()
-            .rules
-            .iter()
-            .map(|r| r.name.to_string())
-            .collect();
-        self.rules
-            .iter()
-            .map(|(path, e)| {
-                let c = e.current.as_ref();
-                RuleStatus {
-                    name: c.map(|r| r.name.to_string()).unwrap_or_else(|| stem(path)),
-                    file: path.display().to_string(),
-                    active: c.is_some_and(|r| active.contains(&*r.name)),
-                    enabled: c.is_some_and(|r| r.enabled),
-                    hash: c.map(|r| r.hash.clone()),
-                    loaded_at: c.map(|r| r.loaded_at),
-                    aggregate: c.map(|r| r.aggregate.plugin.clone()),
-                    route: c.and_then(|r| r.route.as_ref().map(|b| b.plugin.clone())),
-                    channels: c.map(|r| r.channel_names.clone()).unwrap_or_default(),
-                    last_error: e.last_error.clone(),
-                }
-            })
-            .collect()
-    }
-
-    /// Every current error, for `tocsin check`.
-    pub fn errors(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .plugins
-            .values()
-            .filter_map(|e| e.last_error.clone())
-            .collect();
-        out.extend(self.rules.values().filter_map(|e| e.last_error.clone()));
-        out
     }
 }

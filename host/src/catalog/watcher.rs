@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 
 use super::Catalog;
 
@@ -35,8 +35,17 @@ fn relevant(kind: &EventKind) -> bool {
 
 /// Starts watching; returns the watcher (dropping it stops watching) after
 /// spawning the reload task.
+/// Finished background compiles wake the same loop (the catalog's wake
+/// channel), so their plugins load on the next reload.
 pub fn spawn(catalog: Arc<Mutex<Catalog>>) -> notify::Result<RecommendedWatcher> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let (tx, rx) = catalog
+        .try_lock()
+        .map_err(|e| notify::Error::generic(&e.to_string()))?
+        .wake_channel();
+    let mut rx = match rx {
+        Some(rx) => rx,
+        None => return Err(notify::Error::generic("the catalog is already watched")),
+    };
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) if relevant(&event.kind) => {

@@ -128,7 +128,7 @@ async fn check(config: Config) -> anyhow::Result<i32> {
     } else {
         plugin::cache_dir()
     };
-    let (rt, catalog, _) = crate::engine::load_catalog(&config, state, cache).await?;
+    let (rt, catalog, _) = crate::engine::load_catalog(&config, state, cache, false).await?;
     let generation = catalog.generation().load_full();
     for p in catalog.plugin_status() {
         if let (Some(w), None) = (&p.world, &p.last_error) {

@@ -154,15 +154,29 @@ impl Runtime {
         })
     }
 
+    /// Where the compiled artifact of content `hash` is cached, if caching.
+    fn artifact_path(&self, hash: &str) -> Option<std::path::PathBuf> {
+        self.inner.cache_dir.as_ref().map(|dir| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.inner
+                .engine
+                .precompile_compatibility_hash()
+                .hash(&mut h);
+            dir.join(format!("{hash}-{:016x}.cwasm", h.finish()))
+        })
+    }
+
+    /// Whether a compiled artifact of content `hash` is in the cache (so
+    /// loading it takes milliseconds, not a compile).
+    pub fn is_compiled(&self, hash: &str) -> bool {
+        self.artifact_path(hash).is_some_and(|p| p.is_file())
+    }
+
     /// Compiles `bytes`, or loads the artifact compiled earlier for the same
     /// content by the same engine configuration.
     fn compile_cached(&self, hash: &str, bytes: &[u8]) -> Result<(Component, bool), LoadError> {
         let engine = &self.inner.engine;
-        let artifact = self.inner.cache_dir.as_ref().map(|dir| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            engine.precompile_compatibility_hash().hash(&mut h);
-            dir.join(format!("{hash}-{:016x}.cwasm", h.finish()))
-        });
+        let artifact = self.artifact_path(hash);
         if let Some(path) = &artifact {
             if path.exists() {
                 // SAFETY: the artifact was written by this program with
