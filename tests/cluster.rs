@@ -307,10 +307,38 @@ async fn run(victim: Victim, busy: bool) -> anyhow::Result<()> {
     // load); a stall of `wait` fails.
     wait_progressing("one email per alert", wait, || async {
         let (distinct, raw) = unique()?;
+        let done = distinct >= ALERTS;
+        // Where the missing emails are, should this stall: each live
+        // instance's pending deliveries and its hand-over counters.
+        let mut held = Vec::new();
+        if !done {
+            for (i, t) in instances.iter().enumerate() {
+                let pending = match t.get_json("/v1/deliveries?status=pending").await {
+                    Ok(v) => v["deliveries"].as_array().map_or(0, Vec::len).to_string(),
+                    Err(_) => "down".into(),
+                };
+                let mut counters = Vec::new();
+                for m in [
+                    "tocsin_deliveries_taken_over_total",
+                    "tocsin_deliveries_fenced_total",
+                    "tocsin_deliveries_refenced_total",
+                ] {
+                    let v = t.metric(m, &[]).await.unwrap_or(-1.0);
+                    counters.push(format!(
+                        "{}={v}",
+                        m.trim_start_matches("tocsin_deliveries_")
+                    ));
+                }
+                held.push(format!("#{i}: pending {pending} {}", counters.join(" ")));
+            }
+        }
         Ok(Progress {
-            done: distinct >= ALERTS,
+            done,
             figure: raw as f64,
-            state: format!("{distinct} distinct of {raw} emails, {ALERTS} expected"),
+            state: format!(
+                "{distinct} distinct of {raw} emails, {ALERTS} expected; {}",
+                held.join("; ")
+            ),
         })
     })
     .await?;

@@ -203,6 +203,18 @@ async fn kit_flow(lang: &str) -> Result<()> {
         "the plugin's log line: {report}"
     );
 
+    // The router example: its unit tests (natively; the engine runs routers
+    // as it runs the other worlds).
+    let router = format!("{lang}-router");
+    let (code, out, err) = tocsin(
+        tmp.path(),
+        &[
+            "plugin", "new", &router, "--world", "router", "--lang", lang,
+        ],
+    )?;
+    ensure!(code == 0, "plugin new {router}: {out}{err}");
+    unit_tests(&tmp.path().join(&router), lang, 1)?;
+
     let chan = new_and_build(tmp.path(), &chan_name, "channel", lang)?;
     unit_tests(&chan, lang, 1)?;
     let prefix = format!(r#"{{"prefix": "[{chan_name}]"}}"#);

@@ -265,7 +265,11 @@ fn figure1(path: Option<&Path>) -> Result<Section> {
         "`cargo bench -p tocsin --bench aggregate` (`host/benches/aggregate.rs`): the \
          `threshold` plugin as WebAssembly versus the same `logic.rs` compiled natively, both \
          against the host's embedded state store, on a current-thread runtime (one core). \
-         Best of 5 rounds per row, as the benchmark prints it.",
+         Best of 5 rounds per row, as the benchmark prints it. The second table is the \
+         aggregator template of `tocsin plugin new` — the same windowed counter — built in \
+         Rust, Python (componentize-py) and JavaScript (ComponentizeJS) by `tocsin plugin \
+         build`: events/s at batch 256, the uncached compile, the first call (instantiate, \
+         configure, one event) and one instance's linear memory.",
     );
     let mut block = String::from("```\n");
     for l in &table {

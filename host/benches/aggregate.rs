@@ -3,8 +3,15 @@
 //! compiled natively, both against the host's embedded state store, on one
 //! core (a current-thread runtime).
 //!
+//! Then, when `TOCSIN_BENCH_LANGS` lists them (`cargo xtask bench` builds
+//! them with `tocsin plugin new` + `tocsin plugin build`), the aggregator
+//! template — the same windowed counter — as a Rust, a Python and a
+//! JavaScript component: events/s, compile time, the first call
+//! (instantiate + configure) and the linear memory of one instance.
+//!
 //! Run with `cargo xtask bench` (or `cargo bench -p tocsin --bench aggregate`
-//! after `cargo xtask plugins`). Prints a table; nothing is asserted.
+//! after `cargo xtask plugins`). Prints tables; nothing is asserted but
+//! that the paths agree on the alerts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -239,6 +246,153 @@ fn run_native(
     Ok((best, alerts))
 }
 
+/// Events of the language comparison (Python and JavaScript run at tens of
+/// thousands of events/s: a smaller set keeps a round short).
+const LANG_EVENTS: usize = 50_000;
+/// The templates' configuration: alert every 50 events per key.
+const TEMPLATE_CONFIG: &str = r#"{"threshold": 50, "window": "1h"}"#;
+
+/// One language's row.
+struct LangFigure {
+    lang: String,
+    size: usize,
+    compile_ms: f64,
+    first_call_ms: f64,
+    memory_start: usize,
+    memory: usize,
+    per_sec: f64,
+    alerts: usize,
+}
+
+/// The aggregator template built in one language, at `path`.
+async fn run_language(
+    lang: &str,
+    path: &std::path::Path,
+    events: &[ErrorEvent],
+) -> anyhow::Result<LangFigure> {
+    let wasm = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let state = StateStore::open_embedded(&tempdir(&format!("{lang}-state")))?;
+    // A cap well above what any of them needs: the figure is how much
+    // linear memory an instance grows to, not whether a cap stops it.
+    let rt = Runtime::new(
+        SandboxLimits {
+            call_timeout: Duration::from_secs(5),
+            memory_bytes: 1 << 30,
+            ..SandboxLimits::default()
+        },
+        state,
+        HostSettings::default(),
+        None,
+    )?;
+    let started = Instant::now();
+    let plugin = Arc::new(rt.load_plugin(lang, &wasm)?);
+    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let bindings = vec![BindingConfig {
+        id: "bench".into(),
+        rule: Arc::from("bench"),
+        config_json: TEMPLATE_CONFIG.into(),
+    }];
+    let u = PluginUse {
+        plugin: &plugin,
+        bindings: &bindings,
+        generation: 1,
+    };
+    let mut instances = Instances::new(rt.clone());
+    let view = StateView::Direct(rt.state().clone());
+    let started = Instant::now();
+    instances
+        .aggregate(u, "bench", Arc::from("warm-up"), &events[..1], view.clone())
+        .await?;
+    let first_call_ms = started.elapsed().as_secs_f64() * 1e3;
+    let memory_start = instances.memory_in_use();
+    let mut best = 0f64;
+    let mut alerts = 0usize;
+    for round in 0..3 {
+        let started = Instant::now();
+        let mut n = 0;
+        for chunk in events.chunks(256) {
+            n += instances
+                .aggregate(
+                    u,
+                    "bench",
+                    Arc::from(format!("bench-{round}")),
+                    chunk,
+                    view.clone(),
+                )
+                .await?
+                .len();
+        }
+        best = best.max(events.len() as f64 / started.elapsed().as_secs_f64());
+        alerts = n;
+    }
+    Ok(LangFigure {
+        lang: lang.to_string(),
+        size: wasm.len(),
+        compile_ms,
+        first_call_ms,
+        memory_start,
+        memory: instances.memory_in_use(),
+        per_sec: best,
+        alerts,
+    })
+}
+
+/// The language comparison, when `TOCSIN_BENCH_LANGS` (`lang=path;…`)
+/// names the components.
+fn languages(rt: &tokio::runtime::Runtime, events: &[ErrorEvent]) -> anyhow::Result<()> {
+    let Ok(list) = std::env::var("TOCSIN_BENCH_LANGS") else {
+        return Ok(());
+    };
+    let events = &events[..LANG_EVENTS.min(events.len())];
+    let mut rows = Vec::new();
+    for item in list.split(';').filter(|i| !i.is_empty()) {
+        let (lang, path) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("TOCSIN_BENCH_LANGS: {item:?} is not lang=path"))?;
+        rows.push(rt.block_on(run_language(lang, std::path::Path::new(path), events))?);
+    }
+    if let Some(first) = rows.first() {
+        for r in &rows {
+            anyhow::ensure!(
+                r.alerts == first.alerts,
+                "{} and {} disagree: {} vs {} alerts",
+                r.lang,
+                first.lang,
+                r.alerts,
+                first.alerts
+            );
+        }
+    }
+    let rust = rows
+        .iter()
+        .find(|r| r.lang == "rust")
+        .map_or(1.0, |r| r.per_sec);
+    println!();
+    println!(
+        "same logic (the aggregator template: windowed counter in host state), {} events over {KEYS} keys, batch 256, best of 3 rounds",
+        events.len()
+    );
+    println!(
+        "{:<12} {:>10} {:>11} {:>14} {:>20} {:>12} {:>9}",
+        "language", "component", "compile", "first call", "linear mem", "events/s", "vs Rust"
+    );
+    for r in &rows {
+        println!(
+            "{:<12} {:>7.1} MB {:>8.0} ms {:>11.1} ms {:>8.1} → {:>6.1} MB {:>12.0} {:>8.1}x",
+            r.lang,
+            r.size as f64 / 1e6,
+            r.compile_ms,
+            r.first_call_ms,
+            r.memory_start as f64 / 1e6,
+            r.memory as f64 / 1e6,
+            r.per_sec,
+            rust / r.per_sec
+        );
+    }
+    println!("(compile: uncached, this machine; first call: instantiate + configure + one event; linear mem: one instance after its first call → after 3 rounds)");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -290,5 +444,5 @@ fn main() -> anyhow::Result<()> {
             native / f.per_sec
         );
     }
-    Ok(())
+    languages(&rt, &events)
 }

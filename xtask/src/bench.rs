@@ -4,13 +4,16 @@
 //! 1. builds the plugins, and `tocsin`, `tocsin-bench`, `tocsin-loadgen` in
 //!    release mode (benchmarks of a debug build mean nothing);
 //! 2. builds and runs `host/benches/aggregate.rs` (figure 1) and keeps its
-//!    table, with how busy the machine was meanwhile;
+//!    tables, with how busy the machine was meanwhile; for its language
+//!    table it first builds the aggregator template in Rust, Python and
+//!    JavaScript with the release `tocsin plugin new` / `plugin build`;
 //! 3. runs `tocsin-bench`, which measures figures 2-8 on fresh processes
 //!    and writes `BENCHMARKS.md` at the repository root.
 //!
 //! Not part of `cargo xtask test`: benchmarks are not tests, and they want
 //! the machine to themselves.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -116,16 +119,55 @@ fn build_aggregate(root: &Path) -> Result<PathBuf> {
     bail!("cargo built no `aggregate` benchmark executable")
 }
 
+/// Builds the aggregator template in each language with the release
+/// `tocsin` (as a plugin author would); `lang=path;…` for the benchmark.
+fn language_plugins(root: &Path) -> Result<String> {
+    let target = target_dir(root);
+    let tocsin = target.join("release").join("tocsin");
+    let dir = target.join("bench").join("languages");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut list = String::new();
+    for lang in ["rust", "python", "js"] {
+        let name = format!("bench-{lang}");
+        let project = dir.join(&name);
+        let run = |args: &[&str], what: &str| -> Result<()> {
+            let mut c = Command::new(&tocsin);
+            c.args(args)
+                .env("TOCSIN_TOOLCHAINS", target.join("plugin-toolchains"))
+                .env("CARGO_TARGET_DIR", target.join("plugin-kit"))
+                .stdout(Stdio::null());
+            crate::status(c, what)
+        };
+        let shown = project.display().to_string();
+        run(
+            &["plugin", "new", &name, "--lang", lang, "--dir", &shown],
+            &format!("tocsin plugin new {name}"),
+        )?;
+        run(
+            &["plugin", "build", &shown],
+            &format!("tocsin plugin build ({lang})"),
+        )?;
+        let _ = write!(
+            list,
+            "{lang}={};",
+            project.join(format!("{name}.wasm")).display()
+        );
+    }
+    Ok(list)
+}
+
 /// Runs the aggregation benchmark, echoing and capturing its output, and
 /// appends how busy the machine was meanwhile.
 fn aggregate(root: &Path, out: &Path) -> Result<()> {
     let exe = build_aggregate(root)?;
+    let languages = language_plugins(root)?;
     eprintln!("== 1. Aggregation stage: WASM versus native, one core");
     let before = machine_ticks();
     // Run as `cargo bench` runs it: from the package directory, with
     // `--bench` (which this harness-less benchmark ignores).
     let mut child = Command::new(&exe)
         .arg("--bench")
+        .env("TOCSIN_BENCH_LANGS", &languages)
         .current_dir(root.join("host"))
         .stdout(Stdio::piped())
         .spawn()

@@ -12,8 +12,8 @@
 mod background;
 mod compile;
 mod generation;
-mod status;
 pub mod rule;
+mod status;
 pub mod watcher;
 
 pub use generation::{ActiveRule, ChannelBinding, Generation, RuleBinding};

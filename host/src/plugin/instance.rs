@@ -134,6 +134,12 @@ impl Instances {
         &self.rt
     }
 
+    /// Linear memory the live instances hold, in bytes (what the benchmark
+    /// reports per instance).
+    pub fn memory_in_use(&self) -> usize {
+        self.live.values().map(|l| l.store.data().memory_now).sum()
+    }
+
     /// Number of live instances.
     pub fn len(&self) -> usize {
         self.live.len()

@@ -247,6 +247,7 @@ impl Runtime {
             host: self.inner.host.clone(),
             scope: CallScope::default(),
             memory_cap: self.inner.limits.memory_of(plugin),
+            memory_now: 0,
             charged: Duration::ZERO,
             last_check: std::time::Instant::now(),
             call_budget: self.inner.limits.call_timeout_of(plugin),
@@ -277,6 +278,8 @@ pub struct HostCtx {
     /// The call in progress.
     pub scope: CallScope,
     memory_cap: usize,
+    /// Linear memory the instance holds, all its memories together.
+    pub(crate) memory_now: usize,
     /// Guest time charged to the current call, and its budget.
     charged: Duration,
     call_budget: Duration,
@@ -347,6 +350,9 @@ impl ResourceLimiter for HostCtx {
                 self.memory_cap
             )));
         }
+        self.memory_now = self
+            .memory_now
+            .saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 
