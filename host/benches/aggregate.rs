@@ -405,6 +405,10 @@ fn main() -> anyhow::Result<()> {
         })
         .sum();
     println!("aggregation stage, one core: {EVENTS} events over {KEYS} keys (~{} bytes each), threshold 50, best of 5 rounds", bytes / EVENTS);
+    // `TOCSIN_BENCH_ONLY=languages` runs just the language table.
+    if std::env::var("TOCSIN_BENCH_ONLY").as_deref() == Ok("languages") {
+        return languages(&rt, &events);
+    }
     // `TOCSIN_BENCH_ONLY=wasm` runs just the batch-256 WASM path (for profiling).
     if std::env::var("TOCSIN_BENCH_ONLY").as_deref() == Ok("wasm") {
         let (wasm, _) = rt.block_on(run_wasm(&events, 256, 20))?;
