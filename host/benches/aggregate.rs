@@ -153,6 +153,15 @@ fn tempdir(label: &str) -> std::path::PathBuf {
     d
 }
 
+/// The one binding every benchmark configures, rule `bench`.
+fn binding(config: &str) -> Vec<BindingConfig> {
+    vec![BindingConfig {
+        id: "bench".into(),
+        rule: Arc::from("bench"),
+        config_json: config.into(),
+    }]
+}
+
 struct Figure {
     label: String,
     per_sec: f64,
@@ -182,11 +191,7 @@ async fn run_wasm(
         Some(tempdir("cache")),
     )?;
     let plugin = Arc::new(rt.load_plugin("threshold", &wasm)?);
-    let bindings = vec![BindingConfig {
-        id: "bench".into(),
-        rule: Arc::from("bench"),
-        config_json: CONFIG.into(),
-    }];
+    let bindings = binding(CONFIG);
     let u = PluginUse {
         plugin: &plugin,
         bindings: &bindings,
@@ -287,11 +292,7 @@ async fn run_language(
     let started = Instant::now();
     let plugin = Arc::new(rt.load_plugin(lang, &wasm)?);
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    let bindings = vec![BindingConfig {
-        id: "bench".into(),
-        rule: Arc::from("bench"),
-        config_json: TEMPLATE_CONFIG.into(),
-    }];
+    let bindings = binding(TEMPLATE_CONFIG);
     let u = PluginUse {
         plugin: &plugin,
         bindings: &bindings,

@@ -106,10 +106,16 @@ pub(super) fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TOCSIN_ENGINE_CACHE").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
+    user_cache("compiled")
+}
+
+/// `$XDG_CACHE_HOME/tocsin/SUB`, else `~/.cache/tocsin/SUB`: where the
+/// author's tools keep what they may rebuild (compiled plugins, toolchains).
+fn user_cache(sub: &str) -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("tocsin").join("compiled"))
+    Some(base.join("tocsin").join(sub))
 }
 
 /// A fresh scratch folder, removed when dropped.

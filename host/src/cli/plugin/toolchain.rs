@@ -63,11 +63,8 @@ pub fn cache_root() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("TOCSIN_TOOLCHAINS").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("no cache folder: set TOCSIN_TOOLCHAINS, XDG_CACHE_HOME or HOME")?;
-    Ok(base.join("tocsin").join("toolchains"))
+    super::user_cache("toolchains")
+        .context("no cache folder: set TOCSIN_TOOLCHAINS, XDG_CACHE_HOME or HOME")
 }
 
 /// The program of `toolchain`, installing it first when it is not in the
