@@ -151,6 +151,59 @@ fn plugin_test(dir: &Path, name: &str, config: &str) -> Result<Value> {
     serde_json::from_str(&out).with_context(|| format!("plugin test printed no JSON: {out}"))
 }
 
+/// Sustained load under a tight cap: 20,000 events in engine-sized batches
+/// through the aggregator with a 16 MiB cap count exactly (one alert per 50
+/// events of a key), with no failed call. A ComponentizeJS instance, whose
+/// memory only grows (~0.85 KB per event), must have been renewed at its
+/// recycle mark on the way, not trapped at its cap.
+fn sustained(dir: &Path, name: &str, lang: &str) -> Result<()> {
+    let events: String = (0..20_000)
+        .map(|i| {
+            let e = tocsin_tests::event(
+                &format!("CODE_{}", i % 40),
+                "high",
+                "svc",
+                &format!("e {i}"),
+            );
+            format!("{e}\n")
+        })
+        .collect();
+    std::fs::write(dir.join("sustained.jsonl"), events)?;
+    let wasm = format!("{name}.wasm");
+    let args = [
+        "plugin",
+        "test",
+        &wasm,
+        "--events",
+        "sustained.jsonl",
+        "--config",
+        r#"{"threshold": 50, "window": "1h"}"#,
+        // The figure is memory, not speed: a debug build on a busy machine.
+        "--memory-mb",
+        "16",
+        "--call-timeout-ms",
+        "10000",
+        "--batch",
+        "256",
+    ];
+    let (code, out, err) = tocsin(dir, &args)?;
+    let report: Value = serde_json::from_str(&out)
+        .with_context(|| format!("plugin test printed no JSON: {out}{err}"))?;
+    ensure!(code == 0, "sustained {lang}: {}", report["error"]);
+    let alerts = report["alerts"].as_array().map_or(0, Vec::len);
+    ensure!(
+        alerts == 400,
+        "20,000 events over 40 keys, threshold 50: {alerts} alerts"
+    );
+    let memory = &report["memory"];
+    ensure!(memory["peak_bytes"].as_u64().unwrap_or(0) > 0, "{memory}");
+    if lang == "js" {
+        ensure!(memory["recycled"].as_u64().unwrap_or(0) >= 1, "{memory}");
+    }
+    eprintln!("sustained {lang}: {memory}");
+    Ok(())
+}
+
 /// Copies the project's plugin and rule into `t`'s folders; waits until the
 /// rule serves.
 async fn install(t: &Tocsin, dir: &Path, name: &str) -> Result<()> {
@@ -202,6 +255,7 @@ async fn kit_flow(lang: &str) -> Result<()> {
         logged.contains("reached 3"),
         "the plugin's log line: {report}"
     );
+    sustained(&agg, &agg_name, lang)?;
 
     // The router example: its unit tests (natively; the engine runs routers
     // as it runs the other worlds).

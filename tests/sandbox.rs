@@ -142,3 +142,33 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
     assert_eq!(health["status"], "ok");
     Ok(())
 }
+
+/// A plugin whose memory only grows (as ComponentizeJS's does, ~1 KB per
+/// event) is retired at three quarters of its cap after a call and
+/// replaced by a fresh instance: every event is served, none fails at the
+/// cap. `hog` leaks 2 MiB per call under its 24 MiB cap, so without the
+/// recycling the twelfth call would trap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaking_plugin_is_renewed_before_its_memory_cap() -> anyhow::Result<()> {
+    let t = engine().await?;
+    let mut ws = t.ws("?rule=hog").await?;
+    for i in 0..30 {
+        // One event per call: wait for each notification before the next.
+        t.send("HOG", "s", 1, &format!("leak {i}")).await?;
+        let n = ws.next(WAIT).await?;
+        assert_eq!(n["rule"], "hog", "{n}");
+    }
+    assert_eq!(errors(&t, "hog", "memory").await?, 0.0);
+    assert_eq!(errors(&t, "hog", "trap").await?, 0.0);
+    let recycled = t
+        .metric(
+            "tocsin_plugin_instances_recycled_total",
+            &[("plugin", "hog")],
+        )
+        .await?;
+    assert!(
+        recycled >= 2.0,
+        "30 leaking calls renewed {recycled} instances"
+    );
+    Ok(())
+}

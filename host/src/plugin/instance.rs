@@ -4,7 +4,10 @@
 //! yielding to tokio at each tick so other tasks keep running) and the
 //! memory cap of the store's limiter. A call that traps for any reason takes
 //! its instance with it; the next call instantiates a clean one from the
-//! `InstancePre`, configured again with the current bindings.
+//! `InstancePre`, configured again with the current bindings. An instance
+//! whose linear memory has grown past its recycle mark
+//! ([`super::SandboxLimits::recycle_mark_of`]) is retired the same way after
+//! a call that succeeded, so a guest that leaks is renewed, not trapped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,12 +98,17 @@ struct Live {
     store: Store<HostCtx>,
     bound: Bound,
     configured_generation: u64,
+    /// Linear memory once configured: an instance that never grew past it
+    /// is not recycled, however close to its cap it starts.
+    memory_fresh: usize,
 }
 
 /// A worker's instances, keyed by plugin content hash.
 pub struct Instances {
     rt: Runtime,
     live: HashMap<String, Live>,
+    recycled: u64,
+    memory_peak: usize,
 }
 
 impl Instances {
@@ -109,6 +117,8 @@ impl Instances {
         Self {
             rt,
             live: HashMap::new(),
+            recycled: 0,
+            memory_peak: 0,
         }
     }
 
@@ -138,6 +148,16 @@ impl Instances {
     /// reports per instance).
     pub fn memory_in_use(&self) -> usize {
         self.live.values().map(|l| l.store.data().memory_now).sum()
+    }
+
+    /// The most linear memory one instance held after a call, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.memory_peak
+    }
+
+    /// Instances retired at their recycle mark since these were made.
+    pub fn recycled(&self) -> u64 {
+        self.recycled
     }
 
     /// Number of live instances.
@@ -178,6 +198,7 @@ impl Instances {
                 store,
                 bound,
                 configured_generation: u64::MAX,
+                memory_fresh: 0,
             }),
             Err(e) => Err(classify(&plugin.name, "instantiate", rt, &mut store, e)),
         }
@@ -208,6 +229,7 @@ impl Instances {
             }
             if let Some(l) = self.live.get_mut(hash) {
                 l.configured_generation = u.generation;
+                l.memory_fresh = l.store.data().memory_now;
             }
         }
         self.live
@@ -255,12 +277,18 @@ impl Instances {
         result: wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
         match result {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(message)) => Err(CallError::Returned {
-                plugin: plugin.to_string(),
-                call,
-                message,
-            }),
+            Ok(Ok(r)) => {
+                self.recycle_if_grown(hash, plugin, call);
+                Ok(r)
+            }
+            Ok(Err(message)) => {
+                self.recycle_if_grown(hash, plugin, call);
+                Err(CallError::Returned {
+                    plugin: plugin.to_string(),
+                    call,
+                    message,
+                })
+            }
             Err(e) => {
                 let err = match self.live.remove(hash) {
                     Some(mut live) => classify(plugin, call, &self.rt, &mut live.store, e),
@@ -272,6 +300,29 @@ impl Instances {
                 };
                 Err(err)
             }
+        }
+    }
+
+    /// Retires the instance of `hash` after a call if its memory grew past
+    /// the recycle mark; the next call makes and configures a fresh one.
+    /// Never during `configure`: the instance is still being set up.
+    fn recycle_if_grown(&mut self, hash: &str, plugin: &str, call: &'static str) {
+        let Some(live) = self.live.get(hash).filter(|_| call != "configure") else {
+            return;
+        };
+        let now = live.store.data().memory_now;
+        self.memory_peak = self.memory_peak.max(now);
+        if now >= self.rt.limits().recycle_mark_of(plugin) && now > live.memory_fresh {
+            tracing::debug!(
+                plugin,
+                memory = now,
+                fresh = live.memory_fresh,
+                "instance recycled at its memory mark"
+            );
+            metrics::counter!("tocsin_plugin_instances_recycled_total", "plugin" => plugin.to_string())
+                .increment(1);
+            self.recycled += 1;
+            self.live.remove(hash);
         }
     }
 

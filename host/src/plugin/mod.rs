@@ -101,6 +101,14 @@ impl SandboxLimits {
             .unwrap_or(self.memory_bytes)
     }
 
+    /// The linear memory past which an instance of `plugin` is retired
+    /// after a successful call (three quarters of its cap): a runtime that
+    /// never gives memory back (ComponentizeJS grows ~1 KB per event) is
+    /// replaced by a fresh instance before it traps, instead of after.
+    pub fn recycle_mark_of(&self, plugin: &str) -> usize {
+        self.memory_of(plugin) / 4 * 3
+    }
+
     /// The largest cap of any plugin: the pool's slot size (each store's
     /// limiter enforces its own plugin's cap below it).
     fn largest_memory(&self) -> usize {

@@ -38,6 +38,10 @@ pub struct TestArgs {
     /// the epoch. Default: now. Events keep their own `timestamp`.
     #[arg(long)]
     pub now: Option<String>,
+    /// Events per `aggregate` call, as the engine batches them (at most
+    /// this many per call).
+    #[arg(long, default_value_t = crate::pipeline::MAX_BATCH)]
+    pub batch: usize,
     /// The rule name the plugin sees.
     #[arg(long, default_value = "test")]
     pub rule: String,
@@ -115,6 +119,13 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
         .map(|(level, message)| json!({ "level": level, "message": message }))
         .collect();
     report["logs"] = Value::Array(logs);
+    // What the sandbox saw of the instance: how close it came to its cap,
+    // and how often it was renewed at its recycle mark.
+    report["memory"] = json!({
+        "peak_bytes": instances.memory_peak(),
+        "cap_bytes": rt.limits().memory_of(&name),
+        "recycled": instances.recycled(),
+    });
     let code = match outcome {
         Ok(()) => 0,
         Err((call, e)) => {
@@ -140,10 +151,14 @@ async fn call(
     match plugin.world {
         World::Aggregator => {
             let view = StateView::Direct(instances_state(instances));
-            let mut alerts = instances
-                .aggregate(u, &args.rule, rule, events, view)
-                .await
-                .map_err(|e| ("aggregate", e))?;
+            let mut alerts = Vec::new();
+            for chunk in events.chunks(args.batch.max(1)) {
+                let batch = instances
+                    .aggregate(u, &args.rule, rule.clone(), chunk, view.clone())
+                    .await
+                    .map_err(|e| ("aggregate", e))?;
+                alerts.extend(batch);
+            }
             // As the pipeline does: the host names the rule.
             for a in alerts.iter_mut().filter(|a| a.rule.is_empty()) {
                 a.rule = args.rule.clone();
