@@ -14,6 +14,7 @@ use crate::deliver::email::SmtpSender;
 use crate::deliver::{Deliverer, Dispatcher, Outbox, WsHub};
 use crate::pipeline::{self, PipelineConfig, PipelineHandle};
 use crate::plugin::{HostSettings, Runtime, SandboxLimits};
+use crate::silence::Silences;
 use crate::state::StateStore;
 use crate::trace::Traces;
 
@@ -32,6 +33,8 @@ pub struct Engine {
     pub amqp: Option<Arc<crate::source::amqp::AmqpStatus>>,
     pub state: StateStore,
     pub runtime: Runtime,
+    /// Silences, read by the pipeline, changed through the API.
+    pub silences: Silences,
     _watcher: Arc<Option<notify::RecommendedWatcher>>,
 }
 
@@ -169,11 +172,15 @@ impl Engine {
             .await
             .map_err(anyhow::Error::msg)?
         };
+        let silences = Silences::open(&config.engine.data, runtime.state())
+            .await
+            .context("opening the silences")?;
         let pipeline = pipeline::start(
             PipelineConfig {
                 workers: config.engine.workers,
                 queue: config.engine.queue,
                 dedup_ttl_ms: config.engine.dedup_ttl_secs.saturating_mul(1000),
+                silences: silences.clone(),
             },
             generation.clone(),
             runtime.clone(),
@@ -199,6 +206,7 @@ impl Engine {
             hub,
             state: runtime.state().clone(),
             runtime,
+            silences,
             _watcher: Arc::new(Some(watcher)),
         })
     }

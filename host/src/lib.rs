@@ -19,6 +19,7 @@ pub mod engine;
 pub mod event;
 pub mod pipeline;
 pub mod plugin;
+pub mod silence;
 pub mod source;
 pub mod state;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 
 pub mod deliveries;
 pub mod metrics;
+pub mod silences;
 pub mod status;
 pub mod ws;
 
@@ -31,6 +32,11 @@ pub fn router(engine: Engine) -> Router {
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/api/v2/silences", get(silences::list).post(silences::post))
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::get).delete(silences::expire),
+        )
         .with_state(engine)
         .merge(source::router(ingest))
         .layer(DefaultBodyLimit::max(limit))

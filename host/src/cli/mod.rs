@@ -1,8 +1,9 @@
-//! The `tocsin` command: `run`, `check`, `send`, `dlq`, `plugin`.
+//! The `tocsin` command: `run`, `check`, `send`, `dlq`, `silence`, `plugin`.
 
 mod dlq;
 mod plugin;
 mod send;
+mod silence;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Send(send::SendArgs),
     /// Inspect and replay dead-lettered deliveries of a running engine.
     Dlq(dlq::DlqArgs),
+    /// Mute alerts for a while, list and expire silences of a running
+    /// engine (its Alertmanager-compatible API, as `amtool silence` uses).
+    Silence(silence::SilenceArgs),
     /// Write, build, check and test plugins (no engine needed).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -83,6 +87,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(paths) => check(paths.config()?).await,
         Command::Send(args) => send::run(args).await.map(|()| 0),
         Command::Dlq(args) => dlq::run(args).await.map(|()| 0),
+        Command::Silence(args) => silence::run(args).await.map(|()| 0),
         Command::Plugin(command) => plugin::run(command).await,
     }
 }

@@ -125,6 +125,26 @@ pub fn now_ms() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time (the Alertmanager
+/// API's times, `--now`, event timestamps as strings).
+pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
+
+/// An epoch-milliseconds time as RFC 3339 in UTC, with milliseconds.
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 impl Event {
     /// An event with its required fields and none of the optional ones: a
     /// fresh id (`dedup` off), no user, stack or metadata. Sources check
@@ -367,12 +387,7 @@ fn parse_timestamp(value: &Value) -> Result<i64, String> {
             .as_i64()
             .or_else(|| n.as_f64().map(|f| f as i64))
             .ok_or_else(|| format!("number {n} is not a valid epoch-milliseconds time")),
-        Value::String(s) => {
-            let parsed =
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                    .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
-            Ok(i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-        }
+        Value::String(s) => parse_rfc3339_ms(s),
         other => Err(format!(
             "must be epoch milliseconds or an RFC 3339 string, got {}",
             json_kind(other)

@@ -11,6 +11,8 @@
 //! 2. [`aggregate`] turns events into alerts inside an undo point
 //!    ([`aggregate::guarded`]), and [`resolve`] turns resolved alerts into
 //!    resolutions;
+//!    An alert an active silence mutes stops here ([`silence`]): recorded,
+//!    not notified;
 //! 3. [`route`] picks channels;
 //! 4. [`notify`] renders them into the batch's outgoing deliveries;
 //! 5. [`commit`] makes the batch durable, then enters the delivery stage
@@ -49,6 +51,7 @@ pub mod queue;
 pub mod replay;
 pub mod resolve;
 pub mod route;
+pub mod silence;
 pub mod trail;
 
 pub use queue::{start, Job, JobOutcome, PipelineConfig, PipelineHandle, SubmitError, MAX_BATCH};
@@ -61,6 +64,7 @@ use crate::deliver::{Deliverer, NotificationRow, Outgoing};
 use crate::event::{Event, Severity};
 use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
+use crate::silence::Silences;
 use crate::state::{BatchScope, CommitError, StateStore};
 use crate::trace::{Step, Traces};
 use trail::Trail;
@@ -73,6 +77,7 @@ pub struct Worker {
     state: StateStore,
     generation: u64,
     dedup_ttl_ms: u64,
+    silences: Silences,
 }
 
 /// What one batch did.
@@ -85,7 +90,13 @@ pub struct BatchResult {
 
 impl Worker {
     /// A worker with no instances yet.
-    pub fn new(rt: Runtime, deliverer: Deliverer, traces: Traces, dedup_ttl_ms: u64) -> Self {
+    pub fn new(
+        rt: Runtime,
+        deliverer: Deliverer,
+        traces: Traces,
+        dedup_ttl_ms: u64,
+        silences: Silences,
+    ) -> Self {
         Self {
             traces,
             state: rt.state().clone(),
@@ -93,6 +104,7 @@ impl Worker {
             deliverer,
             generation: 0,
             dedup_ttl_ms,
+            silences,
         }
     }
 
@@ -185,6 +197,11 @@ impl Worker {
                 replay::suppress(budget, &mut alerts);
             }
             for alert in alerts {
+                let muted = silence::muting(&self.silences, &rule.name, &alert);
+                if !muted.is_empty() {
+                    batch.silenced(&rule, &matched, &alert, &muted);
+                    continue;
+                }
                 let id = batch.notification(&alert);
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
                 batch.trail_notified(&rule, &matched, &alert, &id, &channels);
@@ -308,8 +325,42 @@ impl Evaluated {
     /// Records `alert` in the batch's history; its notification id.
     fn notification(&mut self, alert: &Alert) -> Arc<str> {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-        self.out.notifications.push(notification_row(&id, alert));
+        self.out
+            .notifications
+            .push(notification_row(&id, alert, &[]));
         id
+    }
+
+    /// Records `alert`, muted by the silences `by`: in the history (with
+    /// `silencedBy`), the trail and the metrics; nothing is delivered.
+    fn silenced(
+        &mut self,
+        rule: &ActiveRule,
+        matched: &matcher::Matched,
+        alert: &Alert,
+        by: &[String],
+    ) {
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+        self.out
+            .notifications
+            .push(notification_row(&id, alert, by));
+        metrics::counter!("tocsin_alerts_silenced_total", "rule" => rule.name.to_string())
+            .increment(1);
+        let covered = if resolve::is_resolution(alert) {
+            &matched.resolutions
+        } else {
+            &matched.events
+        };
+        let step = Step::now("silenced")
+            .rule(&rule.name)
+            .notification(&id)
+            .detail(format!(
+                "{}; muted by silence {}",
+                alert.title,
+                by.join(", ")
+            ));
+        self.trail
+            .events(covered.iter().filter(|ev| alert_covers(alert, ev)), step);
     }
 
     /// Trail of stages 3 and 4: the events `alert` stands for were notified.
@@ -347,18 +398,21 @@ fn alert_covers(alert: &Alert, event: &crate::plugin::bindings::ErrorEvent) -> b
 }
 
 /// The history record of an alert.
-fn notification_row(id: &Arc<str>, alert: &Alert) -> NotificationRow {
+fn notification_row(id: &Arc<str>, alert: &Alert, silenced_by: &[String]) -> NotificationRow {
     let severity = Severity::from(alert.severity).as_str();
     let labels: serde_json::Map<String, serde_json::Value> = alert
         .labels
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    let alert_json = serde_json::json!({
+    let mut alert_json = serde_json::json!({
         "rule": alert.rule, "key": alert.key, "count": alert.count, "severity": severity,
         "title": alert.title, "summary": alert.summary, "samples": alert.samples,
         "labels": labels, "firstSeen": alert.first_seen, "lastSeen": alert.last_seen,
     });
+    if !silenced_by.is_empty() {
+        alert_json["silencedBy"] = serde_json::json!(silenced_by);
+    }
     NotificationRow {
         id: id.to_string(),
         rule: alert.rule.clone(),

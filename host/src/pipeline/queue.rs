@@ -81,12 +81,14 @@ impl PipelineHandle {
 }
 
 /// Pipeline settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct PipelineConfig {
     pub workers: usize,
     pub queue: usize,
     /// How long a rule remembers the event ids it counted.
     pub dedup_ttl_ms: u64,
+    /// What mutes alerts before they are routed.
+    pub silences: crate::silence::Silences,
 }
 
 /// Starts the pipeline workers; returns the submit handle.
@@ -105,6 +107,7 @@ pub fn start(
             deliverer.clone(),
             traces.clone(),
             config.dedup_ttl_ms,
+            config.silences.clone(),
         );
         replay::install(redis, worker, generation.clone());
     }
@@ -116,6 +119,7 @@ pub fn start(
             deliverer.clone(),
             traces.clone(),
             config.dedup_ttl_ms,
+            config.silences.clone(),
         );
         tokio::spawn(async move {
             tracing::debug!(worker = n, "pipeline worker started");

@@ -293,9 +293,7 @@ pub fn resolution_id(fingerprint: &str, starts_at: i64) -> String {
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
-    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN))
+    crate::event::parse_rfc3339_ms(s)
 }
 
 #[cfg(test)]

@@ -1,0 +1,271 @@
+//! Silences through the real `amtool`: a silence mutes the alerts it
+//! matches (recorded, not notified), survives a restart, is honoured by
+//! every instance sharing Redis, and once expired the next alert notifies.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use serde_json::Value;
+use tocsin_tests::{wait_for, Setup, Tocsin, Ws};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One rule, an alert per event (threshold 1), to the WebSocket.
+const RULE: &str = r#"
+[match]
+codes = ["DEVICE_START_FAILED"]
+[aggregate]
+plugin = "threshold"
+config = { threshold = 1, window = "1s", key = ["error-code", "service-name"] }
+[[channels]]
+plugin = "websocket"
+grants = { websocket = true }
+"#;
+
+fn setup(env: Vec<(String, String)>) -> Setup {
+    let mut base = Setup::default().env;
+    base.extend(env);
+    Setup {
+        plugins: vec!["threshold", "websocket"],
+        default_rules: false,
+        rules: vec![("devices.toml".into(), RULE.into())],
+        env: base,
+        ..Setup::default()
+    }
+}
+
+/// `amtool ARGS` against `t`; its stdout, or an error with its output.
+async fn amtool(t: &Tocsin, args: &[&str]) -> Result<String> {
+    let mut cmd = tokio::process::Command::new("amtool");
+    cmd.arg(format!("--alertmanager.url={}", t.base))
+        .args(args)
+        // No ~/.config/prometheus/amtool.yml of the machine's user.
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .map_err(|_| anyhow!("amtool {args:?} did not finish within {WAIT:?}"))?
+        .context("starting amtool (installed by `cargo xtask test`)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "amtool {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+/// Posts one DEVICE_START_FAILED event of `service` with id `id`.
+async fn post(t: &Tocsin, id: &str, service: &str) -> Result<()> {
+    let mut e = tocsin_tests::event("DEVICE_START_FAILED", "high", service, id);
+    e["eventId"] = id.into();
+    let (status, body) = t.post_events(&e).await?;
+    ensure!(status == 202, "{status}: {body}");
+    Ok(())
+}
+
+/// The stages event `id` went through, once its trace has `stage`.
+async fn stages_once(t: &Tocsin, id: &str, stage: &str) -> Result<Value> {
+    let path = format!("/v1/events/{id}/trace");
+    wait_for(&format!("{id} to be {stage}"), WAIT, || async {
+        let r = t.http.get(t.url(&path)).send().await?;
+        Ok(r.status() == 200 && r.text().await?.contains(&format!("\"stage\":\"{stage}\"")))
+    })
+    .await?;
+    t.get_json(&path).await
+}
+
+/// Posts a muted event and a control one (another service); waits for the
+/// control's frame and checks no frame of the muted one came before it,
+/// and that the muted one's trace says which silence muted it.
+async fn muted(t: &Tocsin, ws: &mut Ws, id: &str, silence: &str) -> Result<()> {
+    post(t, id, "device-service").await?;
+    let trace = stages_once(t, id, "silenced").await?;
+    ensure!(trace.to_string().contains(silence), "{trace}");
+    let control = format!("{id}-control");
+    post(t, &control, "other-service").await?;
+    loop {
+        let frame = ws.next(WAIT).await?;
+        let text = frame.to_string();
+        ensure!(
+            !text.contains("device-service"),
+            "a muted alert was notified: {frame}"
+        );
+        if text.contains("other-service") {
+            return Ok(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn amtool_silences_mute_survive_a_restart_and_expire() -> Result<()> {
+    let mut t = Tocsin::start(setup(Vec::new())).await?;
+    let mut ws = t.ws("").await?;
+    let id = amtool(
+        &t,
+        &[
+            "silence",
+            "add",
+            "service=device-service",
+            "-c",
+            "deploying",
+            "-a",
+            "ops",
+            "-d",
+            "2h",
+        ],
+    )
+    .await?
+    .trim()
+    .to_string();
+    ensure!(!id.is_empty(), "amtool printed no silence id");
+    let listed = amtool(&t, &["silence", "query", "-o", "json"]).await?;
+    let listed: Value = serde_json::from_str(&listed)?;
+    ensure!(listed[0]["id"] == id.as_str(), "{listed}");
+    ensure!(listed[0]["status"]["state"] == "active", "{listed}");
+    ensure!(listed[0]["createdBy"] == "ops", "{listed}");
+
+    muted(&t, &mut ws, "muted-1", &id).await?;
+    // Counted and recorded: the history shows the alert and its silence.
+    let history = t.get_json("/v1/notifications?rule=devices").await?;
+    let silenced: Vec<&Value> = history["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["alert"]["silencedBy"][0] == id.as_str())
+        .collect();
+    ensure!(silenced.len() == 1, "{history}");
+    ensure!(
+        silenced[0]["deliveries"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{history}"
+    );
+    let n = t
+        .metric("tocsin_alerts_silenced_total", &[("rule", "devices")])
+        .await?;
+    ensure!(n == 1.0, "tocsin_alerts_silenced_total {n}");
+
+    // A restart keeps it.
+    t.stop()?;
+    t.spawn().await?;
+    let mut ws = t.ws("").await?;
+    let listed = amtool(&t, &["silence", "query", "-q"]).await?;
+    ensure!(listed.trim() == id, "after a restart: {listed:?}");
+    muted(&t, &mut ws, "muted-2", &id).await?;
+
+    // Expired: the next alert notifies.
+    amtool(&t, &["silence", "expire", &id]).await?;
+    let active = amtool(&t, &["silence", "query", "-q"]).await?;
+    ensure!(
+        active.trim().is_empty(),
+        "expired, still active: {active:?}"
+    );
+    let expired = amtool(&t, &["silence", "query", "--expired", "-q"]).await?;
+    ensure!(expired.trim() == id, "{expired:?}");
+    post(&t, "after-expiry", "device-service").await?;
+    let frame = ws.next(WAIT).await?;
+    ensure!(frame.to_string().contains("device-service"), "{frame}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_silences_are_refused_with_the_reason() -> Result<()> {
+    let t = Tocsin::start(setup(Vec::new())).await?;
+    let post = |body: Value| {
+        let http = t.http.clone();
+        let url = t.url("/api/v2/silences");
+        async move {
+            let r = http.post(url).json(&body).send().await?;
+            Ok::<_, anyhow::Error>((r.status().as_u16(), r.text().await?))
+        }
+    };
+    let everything = serde_json::json!({
+        "matchers": [{"name": "service", "value": ".*", "isRegex": true}],
+        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "t", "comment": "c"
+    });
+    let (status, body) = post(everything).await?;
+    ensure!(
+        status == 400 && body.contains("empty string"),
+        "{status} {body}"
+    );
+    let bad_regex = serde_json::json!({
+        "matchers": [{"name": "service", "value": "(", "isRegex": true}],
+        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "t", "comment": "c"
+    });
+    let (status, body) = post(bad_regex).await?;
+    ensure!(
+        status == 400 && body.contains("invalid regex"),
+        "{status} {body}"
+    );
+    let unknown = serde_json::json!({
+        "id": "no-such-silence",
+        "matchers": [{"name": "service", "value": "db"}],
+        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "t", "comment": "c"
+    });
+    let (status, body) = post(unknown).await?;
+    ensure!(
+        status == 404 && body.contains("not found"),
+        "{status} {body}"
+    );
+    let r = t
+        .http
+        .delete(t.url("/api/v2/silence/no-such-silence"))
+        .send()
+        .await?;
+    ensure!(r.status() == 404, "{}", r.status());
+    // Nothing was kept.
+    let all = t.get_json("/api/v2/silences").await?;
+    ensure!(all.as_array().is_some_and(Vec::is_empty), "{all}");
+    Ok(())
+}
+
+/// Two instances sharing Redis: a silence made through one mutes on the
+/// other, and its expiry there is seen here.
+#[tokio::test]
+async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Result<()> {
+    let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
+    let env = vec![
+        (
+            "TOCSIN_REDIS_URL".to_string(),
+            "redis://127.0.0.1:6379".to_string(),
+        ),
+        ("TOCSIN_REDIS_PREFIX".to_string(), prefix),
+    ];
+    let a = Tocsin::start(setup(env.clone())).await?;
+    let b = Tocsin::start(setup(env)).await?;
+    let id = amtool(
+        &a,
+        &[
+            "silence",
+            "add",
+            "service=device-service",
+            "-c",
+            "db maintenance",
+        ],
+    )
+    .await?
+    .trim()
+    .to_string();
+    // Listed by the other instance within its refresh.
+    wait_for("the silence listed by the other instance", WAIT, || async {
+        Ok(amtool(&b, &["silence", "query", "-q"]).await?.trim() == id)
+    })
+    .await?;
+    let mut ws = b.ws("").await?;
+    muted(&b, &mut ws, "b-muted", &id).await?;
+    amtool(&b, &["silence", "expire", &id]).await?;
+    wait_for("the expiry seen by the first instance", WAIT, || async {
+        Ok(amtool(&a, &["silence", "query", "-q"])
+            .await?
+            .trim()
+            .is_empty())
+    })
+    .await?;
+    Ok(())
+}
