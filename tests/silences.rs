@@ -269,3 +269,94 @@ async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Re
     .await?;
     Ok(())
 }
+
+/// With `[http] admin_token`: the views and actions refuse requests
+/// without it (a header, or `?token=` on the WebSocket), probes stay
+/// open, and `amtool` needs it for silences (its HTTP config file).
+#[tokio::test]
+async fn the_admin_token_guards_views_actions_and_silences() -> Result<()> {
+    const TOKEN: &str = "admin-s3cret";
+    let t = Tocsin::start(setup(vec![(
+        "TOCSIN_HTTP_ADMIN_TOKEN".to_string(),
+        TOKEN.to_string(),
+    )]))
+    .await?;
+    for path in [
+        "/v1/rules",
+        "/v1/notifications",
+        "/v1/deliveries",
+        "/v1/events/x/trace",
+    ] {
+        let r = t.http.get(t.url(path)).send().await?;
+        ensure!(
+            r.status() == 401,
+            "GET {path} without the token: {}",
+            r.status()
+        );
+        let r = t.http.get(t.url(path)).bearer_auth(TOKEN).send().await?;
+        ensure!(
+            r.status() != 401,
+            "GET {path} with the token: {}",
+            r.status()
+        );
+    }
+    let r = t.http.post(t.url("/v1/deliveries/replay")).send().await?;
+    ensure!(
+        r.status() == 401,
+        "replay without the token: {}",
+        r.status()
+    );
+    for path in ["/healthz", "/metrics"] {
+        let r = t.http.get(t.url(path)).send().await?;
+        ensure!(r.status() == 200, "{path} stays open: {}", r.status());
+    }
+    // The live stream: refused without, served with `?token=`.
+    let ws = format!("ws://{}/v1/ws", t.base.trim_start_matches("http://"));
+    ensure!(
+        tokio_tungstenite::connect_async(ws.as_str()).await.is_err(),
+        "ws without the token"
+    );
+    let (_stream, _) = tokio_tungstenite::connect_async(format!("{ws}?token={TOKEN}")).await?;
+
+    // amtool: refused without the token, works with it.
+    let args = ["silence", "add", "service=db", "-c", "maintenance"];
+    ensure!(
+        amtool(&t, &args).await.is_err(),
+        "amtool silence add without the token"
+    );
+    let dir = tocsin_tests::TempDir::new("amtool-admin")?;
+    let config = dir.path().join("http.yml");
+    std::fs::write(
+        &config,
+        format!("authorization:\n  type: Bearer\n  credentials: {TOKEN}\n"),
+    )?;
+    let flag = format!("--http.config.file={}", config.display());
+    let mut with = vec![flag.as_str()];
+    with.extend(args);
+    let id = amtool(&t, &with).await?;
+    ensure!(!id.trim().is_empty(), "no silence id");
+    Ok(())
+}
+
+/// A listen address other machines can reach, with no ingest and admin
+/// tokens: `tocsin run` refuses to start, and says what to set (it never
+/// binds, so nothing listens beyond loopback here).
+#[tokio::test]
+async fn an_unguarded_reachable_listen_refuses_to_start() -> Result<()> {
+    let dir = tocsin_tests::TempDir::new("exposed")?;
+    let out = tokio::process::Command::new(tocsin_tests::binary()?)
+        .args(["run", "--listen", "0.0.0.0:1", "--data"])
+        .arg(dir.path())
+        .env_remove("TOCSIN_INGEST_TOKEN")
+        .env_remove("TOCSIN_HTTP_ADMIN_TOKEN")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "it started: {stderr}");
+    ensure!(
+        stderr.contains("admin_token") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    Ok(())
+}

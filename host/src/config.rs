@@ -50,6 +50,13 @@ pub const KEYS: &[Key] = &[
         doc: "largest accepted request body",
     },
     Key {
+        section: "http",
+        key: "admin_token",
+        kind: Kind::Str,
+        default: "",
+        doc: "bearer token guarding the views and actions (history, deliveries, traces, rules, live stream, replays, silences); empty: none",
+    },
+    Key {
         section: "ingest",
         key: "token",
         kind: Kind::Str,
@@ -332,11 +339,29 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// `[http]`
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
     pub max_body_bytes: usize,
+    /// Bearer token of the admin surface ([`crate::api::admin`]).
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    /// Never prints the token, only whether it is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = if self.admin_token.is_empty() {
+            "unset"
+        } else {
+            "set"
+        };
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("admin_token", &set)
+            .finish()
+    }
 }
 
 impl Default for HttpConfig {
@@ -344,6 +369,7 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 4 << 20,
+            admin_token: String::new(),
         }
     }
 }

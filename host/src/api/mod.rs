@@ -1,6 +1,7 @@
 //! The HTTP API: the live WebSocket, status, history and metrics, with
 //! the event sources' routes ([`crate::source::router`]) merged in.
 
+pub mod admin;
 pub mod deliveries;
 pub mod metrics;
 pub mod silences;
@@ -19,7 +20,8 @@ pub fn router(engine: Engine) -> Router {
     let limit = engine.config.http.max_body_bytes;
     crate::telemetry::install();
     let ingest = source::Ingest::new(engine.pipeline.clone(), engine.config.ingest.clone(), limit);
-    Router::new()
+    // What an operator sees and does: behind the admin token when set.
+    let admin = Router::new()
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/plugins", get(status::plugins))
         .route("/v1/channels", get(deliveries::channels))
@@ -29,6 +31,12 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/deliveries/replay", post(deliveries::replay_all))
         .route("/v1/deliveries/{id}/replay", post(deliveries::replay_one))
         .route("/v1/rules", get(status::rules))
+        .route_layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            admin::guard,
+        ));
+    Router::new()
+        .merge(admin)
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(metrics::render))

@@ -1,7 +1,7 @@
 //! Alertmanager's silence API v2, so `amtool silence …` works against
 //! tocsin: `GET/POST /api/v2/silences`, `GET/DELETE /api/v2/silence/{id}`.
-//! Behind the Alertmanager API's token (`[ingest] alertmanager_token`),
-//! like the rest of `/api/v2`. Errors are JSON strings, as Alertmanager
+//! Behind the admin token when one is set, otherwise the Alertmanager
+//! API's (`[ingest] alertmanager_token`), like the rest of `/api/v2`. Errors are JSON strings, as Alertmanager
 //! answers them (amtool prints them).
 
 use axum::extract::{Path, Query, State};
@@ -18,7 +18,7 @@ use crate::source::auth;
 const WHAT: &str = "silences";
 
 fn guard(engine: &Engine, headers: &HeaderMap) -> Result<(), auth::Unauthorized> {
-    auth::require_bearer(headers, &engine.config.ingest.alertmanager_token, WHAT)
+    auth::require_bearer(headers, super::admin::silences_token(&engine.config), WHAT)
 }
 
 fn error(e: SilenceError) -> Response {

@@ -16,6 +16,14 @@ pub struct DlqArgs {
         global = true
     )]
     pub url: String,
+    /// The engine's admin token (`[http] admin_token`), if it has one.
+    #[arg(
+        long,
+        env = "TOCSIN_HTTP_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub action: DlqAction,
 }
@@ -43,11 +51,14 @@ pub enum DlqAction {
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_string();
     let http = reqwest::Client::new();
+    let auth = |r: reqwest::RequestBuilder| match &args.token {
+        Some(t) if !t.is_empty() => r.bearer_auth(t),
+        _ => r,
+    };
     match args.action {
         DlqAction::List { json } => {
             let url = format!("{base}/v1/deliveries?status=dead&limit=10000");
-            let v: Value = http
-                .get(&url)
+            let v: Value = auth(http.get(&url))
                 .send()
                 .await
                 .with_context(|| format!("GET {url} (is `tocsin run` up?)"))?
@@ -81,8 +92,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 (None, true) => format!("{base}/v1/deliveries/replay"),
                 (None, false) => anyhow::bail!("give a delivery id or --all"),
             };
-            let resp = http
-                .post(&url)
+            let resp = auth(http.post(&url))
                 .send()
                 .await
                 .with_context(|| format!("POST {url}"))?;

@@ -58,6 +58,10 @@ pub struct Paths {
     /// Data directory (state, compile cache).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// `run`: listen on an address other machines can reach even without
+    /// an ingest token and an admin token.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl Paths {
@@ -83,7 +87,16 @@ impl Paths {
 /// Runs the parsed command; returns the process exit code.
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Run(paths) => run(paths.config()?).await.map(|()| 0),
+        Command::Run(paths) => {
+            let config = paths.config()?;
+            if let Some(problem) = crate::api::admin::exposure(&config) {
+                if !paths.insecure {
+                    anyhow::bail!(problem);
+                }
+                tracing::warn!("--insecure: {problem}");
+            }
+            run(config).await.map(|()| 0)
+        }
         Command::Check(paths) => check(paths.config()?).await,
         Command::Send(args) => send::run(args).await.map(|()| 0),
         Command::Dlq(args) => dlq::run(args).await.map(|()| 0),

@@ -21,10 +21,11 @@ pub struct SilenceArgs {
         global = true
     )]
     pub url: String,
-    /// Bearer token of the Alertmanager API (`[ingest] alertmanager_token`).
+    /// The admin token (`[http] admin_token`), or the Alertmanager API's
+    /// (`[ingest] alertmanager_token`) when the engine has no admin token.
     #[arg(
         long,
-        env = "TOCSIN_ALERTMANAGER_TOKEN",
+        env = "TOCSIN_HTTP_ADMIN_TOKEN",
         global = true,
         hide_env_values = true
     )]
