@@ -8,22 +8,8 @@ use serde_json::Value;
 /// Options of `tocsin dlq`.
 #[derive(Args, Debug)]
 pub struct DlqArgs {
-    /// Engine base URL.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "TOCSIN_URL",
-        global = true
-    )]
-    pub url: String,
-    /// The engine's admin token (`[http] admin_token`), if it has one.
-    #[arg(
-        long,
-        env = "TOCSIN_HTTP_ADMIN_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub engine: super::client::EngineArgs,
     #[command(subcommand)]
     pub action: DlqAction,
 }
@@ -49,12 +35,9 @@ pub enum DlqAction {
 
 /// Runs `tocsin dlq ...`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let base = args.url.trim_end_matches('/').to_string();
+    let base = args.engine.base();
     let http = reqwest::Client::new();
-    let auth = |r: reqwest::RequestBuilder| match &args.token {
-        Some(t) if !t.is_empty() => r.bearer_auth(t),
-        _ => r,
-    };
+    let auth = |r| args.engine.auth(r);
     match args.action {
         DlqAction::List { json } => {
             let url = format!("{base}/v1/deliveries?status=dead&limit=10000");

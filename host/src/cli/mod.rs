@@ -1,5 +1,6 @@
 //! The `tocsin` command: `run`, `check`, `send`, `dlq`, `silence`, `plugin`.
 
+mod client;
 mod dlq;
 mod plugin;
 mod send;

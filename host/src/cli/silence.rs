@@ -13,23 +13,8 @@ use crate::event::{format_rfc3339_ms, now_ms};
 /// Options of `tocsin silence`.
 #[derive(Args, Debug)]
 pub struct SilenceArgs {
-    /// Engine base URL.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "TOCSIN_URL",
-        global = true
-    )]
-    pub url: String,
-    /// The admin token (`[http] admin_token`), or the Alertmanager API's
-    /// (`[ingest] alertmanager_token`) when the engine has no admin token.
-    #[arg(
-        long,
-        env = "TOCSIN_HTTP_ADMIN_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub engine: super::client::EngineArgs,
     #[command(subcommand)]
     pub action: SilenceAction,
 }
@@ -44,7 +29,7 @@ pub enum SilenceAction {
         /// Matchers, in Alertmanager's text form.
         #[arg(required = true)]
         matchers: Vec<String>,
-        /// How long, from now (or from `--start`): `2h`, `30m`, `1d`.
+        /// How long, from now: `2h`, `30m`, `1d`.
         #[arg(long, short = 'd', default_value = "1h")]
         duration: String,
         /// Why (shown with the silence and in the history).
@@ -71,12 +56,9 @@ pub enum SilenceAction {
 
 /// Runs `tocsin silence ...`.
 pub async fn run(args: SilenceArgs) -> anyhow::Result<()> {
-    let base = args.url.trim_end_matches('/').to_string();
+    let base = args.engine.base();
     let http = reqwest::Client::new();
-    let auth = |r: reqwest::RequestBuilder| match &args.token {
-        Some(t) if !t.is_empty() => r.bearer_auth(t),
-        _ => r,
-    };
+    let auth = |r| args.engine.auth(r);
     match args.action {
         SilenceAction::Add {
             matchers,

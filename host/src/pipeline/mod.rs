@@ -346,11 +346,6 @@ impl Evaluated {
             .push(notification_row(&id, alert, by));
         metrics::counter!("tocsin_alerts_silenced_total", "rule" => rule.name.to_string())
             .increment(1);
-        let covered = if resolve::is_resolution(alert) {
-            &matched.resolutions
-        } else {
-            &matched.events
-        };
         let step = Step::now("silenced")
             .rule(&rule.name)
             .notification(&id)
@@ -359,8 +354,7 @@ impl Evaluated {
                 alert.title,
                 by.join(", ")
             ));
-        self.trail
-            .events(covered.iter().filter(|ev| alert_covers(alert, ev)), step);
+        self.trail.events(covered(matched, alert), step);
     }
 
     /// Trail of stages 3 and 4: the events `alert` stands for were notified.
@@ -373,18 +367,26 @@ impl Evaluated {
         channels: &[ChannelBinding],
     ) {
         let names: Vec<&str> = channels.iter().map(|c| &*c.name).collect();
-        let covered = if resolve::is_resolution(alert) {
-            &matched.resolutions
-        } else {
-            &matched.events
-        };
         let step = Step::now("notified")
             .rule(&rule.name)
             .notification(id)
             .detail(format!("{}; channels: {}", alert.title, names.join(", ")));
-        self.trail
-            .events(covered.iter().filter(|ev| alert_covers(alert, ev)), step);
+        self.trail.events(covered(matched, alert), step);
     }
+}
+
+/// The events of `matched` that `alert` stands for (its resolutions, for
+/// a resolution).
+fn covered<'a>(
+    matched: &'a matcher::Matched,
+    alert: &'a Alert,
+) -> impl Iterator<Item = &'a crate::plugin::bindings::ErrorEvent> {
+    let events = if resolve::is_resolution(alert) {
+        &matched.resolutions
+    } else {
+        &matched.events
+    };
+    events.iter().filter(move |ev| alert_covers(alert, ev))
 }
 
 /// Whether `alert` stands for `event`: its `error-code` and `service`
