@@ -97,7 +97,12 @@ impl Silences {
                 Self::with(Backend::File(path), silences)
             }
             StateStore::Redis(redis) => {
-                let silences = read_redis(redis).await?;
+                // Redis down at start: serve (unmuted) rather than not at
+                // all; the refresh loads them as soon as it answers.
+                let silences = read_redis(redis).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the shared silences could not be read; starting without them until Redis answers");
+                    Vec::new()
+                });
                 let me = Self::with(Backend::Redis(redis.clone()), silences);
                 me.keep_fresh();
                 me
