@@ -136,18 +136,25 @@ fn unit_tests(dir: &Path, lang: &str, n: usize) -> Result<()> {
 /// `plugin test` on the project's sample events (with the binding's
 /// configuration `config`); its JSON report.
 fn plugin_test(dir: &Path, name: &str, config: &str) -> Result<Value> {
+    plugin_test_with(dir, name, "events.jsonl", config, &[])
+}
+
+/// `plugin test` on `events` with `config` and `extra` arguments; its JSON
+/// report, once it succeeded.
+fn plugin_test_with(
+    dir: &Path,
+    name: &str,
+    events: &str,
+    config: &str,
+    extra: &[&str],
+) -> Result<Value> {
     let wasm = format!("{name}.wasm");
-    let args = [
-        "plugin",
-        "test",
-        &wasm,
-        "--events",
-        "events.jsonl",
-        "--config",
-        config,
+    let mut args = vec![
+        "plugin", "test", &wasm, "--events", events, "--config", config,
     ];
+    args.extend_from_slice(extra);
     let (code, out, err) = tocsin(dir, &args)?;
-    ensure!(code == 0, "plugin test: {out}{err}");
+    ensure!(code == 0, "plugin test {events}: {out}{err}");
     serde_json::from_str(&out).with_context(|| format!("plugin test printed no JSON: {out}"))
 }
 
@@ -169,16 +176,8 @@ fn sustained(dir: &Path, name: &str, lang: &str) -> Result<()> {
         })
         .collect();
     std::fs::write(dir.join("sustained.jsonl"), events)?;
-    let wasm = format!("{name}.wasm");
-    let args = [
-        "plugin",
-        "test",
-        &wasm,
-        "--events",
-        "sustained.jsonl",
-        "--config",
-        r#"{"threshold": 50, "window": "1h"}"#,
-        // The figure is memory, not speed: a debug build on a busy machine.
+    // The figure is memory, not speed: a debug build on a busy machine.
+    let extra = [
         "--memory-mb",
         "16",
         "--call-timeout-ms",
@@ -186,10 +185,9 @@ fn sustained(dir: &Path, name: &str, lang: &str) -> Result<()> {
         "--batch",
         "256",
     ];
-    let (code, out, err) = tocsin(dir, &args)?;
-    let report: Value = serde_json::from_str(&out)
-        .with_context(|| format!("plugin test printed no JSON: {out}{err}"))?;
-    ensure!(code == 0, "sustained {lang}: {}", report["error"]);
+    let config = r#"{"threshold": 50, "window": "1h"}"#;
+    let report = plugin_test_with(dir, name, "sustained.jsonl", config, &extra)
+        .with_context(|| format!("sustained {lang}"))?;
     let alerts = report["alerts"].as_array().map_or(0, Vec::len);
     ensure!(
         alerts == 400,

@@ -171,6 +171,19 @@ async fn amtool_silences_mute_survive_a_restart_and_expire() -> Result<()> {
     Ok(())
 }
 
+/// A silence's API body with `matcher` (plus `id`, when given).
+fn silence_body(matcher: Value, id: Option<&str>) -> Value {
+    let mut body = serde_json::json!({
+        "matchers": [matcher],
+        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "t", "comment": "c"
+    });
+    if let Some(id) = id {
+        body["id"] = id.into();
+    }
+    body
+}
+
 #[tokio::test]
 async fn bad_silences_are_refused_with_the_reason() -> Result<()> {
     let t = Tocsin::start(setup(Vec::new())).await?;
@@ -182,32 +195,28 @@ async fn bad_silences_are_refused_with_the_reason() -> Result<()> {
             Ok::<_, anyhow::Error>((r.status().as_u16(), r.text().await?))
         }
     };
-    let everything = serde_json::json!({
-        "matchers": [{"name": "service", "value": ".*", "isRegex": true}],
-        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
-        "createdBy": "t", "comment": "c"
-    });
+    let everything = silence_body(
+        serde_json::json!({"name": "service", "value": ".*", "isRegex": true}),
+        None,
+    );
     let (status, body) = post(everything).await?;
     ensure!(
         status == 400 && body.contains("empty string"),
         "{status} {body}"
     );
-    let bad_regex = serde_json::json!({
-        "matchers": [{"name": "service", "value": "(", "isRegex": true}],
-        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
-        "createdBy": "t", "comment": "c"
-    });
+    let bad_regex = silence_body(
+        serde_json::json!({"name": "service", "value": "(", "isRegex": true}),
+        None,
+    );
     let (status, body) = post(bad_regex).await?;
     ensure!(
         status == 400 && body.contains("invalid regex"),
         "{status} {body}"
     );
-    let unknown = serde_json::json!({
-        "id": "no-such-silence",
-        "matchers": [{"name": "service", "value": "db"}],
-        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
-        "createdBy": "t", "comment": "c"
-    });
+    let unknown = silence_body(
+        serde_json::json!({"name": "service", "value": "db"}),
+        Some("no-such-silence"),
+    );
     let (status, body) = post(unknown).await?;
     ensure!(
         status == 404 && body.contains("not found"),

@@ -11,7 +11,7 @@
 //! instance (`<prefix>silences`, a field per silence), re-read every
 //! [`REFRESH`] so a silence made on one instance mutes on all within that.
 //! The pipeline reads an in-memory snapshot: a silence check costs no I/O.
-//! Expired silences are kept [`RETENTION`] (Alertmanager's default), then
+//! Expired silences are kept [`RETENTION_MS`] (Alertmanager's default), then
 //! dropped.
 
 pub mod model;
