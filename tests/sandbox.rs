@@ -50,14 +50,6 @@ async fn engine() -> anyhow::Result<Tocsin> {
     Tocsin::start(setup).await
 }
 
-async fn errors(t: &Tocsin, plugin: &str, kind: &str) -> anyhow::Result<f64> {
-    t.metric(
-        "tocsin_plugin_errors_total",
-        &[("plugin", plugin), ("kind", kind)],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result<()> {
     let t = engine().await?;
@@ -78,11 +70,11 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
     assert_eq!(n["rule"], "healthy");
 
     wait_for("spin stopped at its deadline", WAIT, || async {
-        Ok(errors(&t, "spin", "deadline").await? >= 1.0)
+        Ok(t.plugin_errors("spin", "deadline").await? >= 1.0)
     })
     .await?;
     wait_for("hog stopped at its memory cap", WAIT, || async {
-        Ok(errors(&t, "hog", "memory").await? >= 1.0)
+        Ok(t.plugin_errors("hog", "memory").await? >= 1.0)
     })
     .await?;
     // At its own cap (24 MiB), named with the export in one line.
@@ -98,7 +90,7 @@ async fn runaway_plugins_are_stopped_and_others_keep_serving() -> anyhow::Result
         "{trace}"
     );
     wait_for("panic trapped", WAIT, || async {
-        Ok(errors(&t, "panic", "trap").await? >= 1.0)
+        Ok(t.plugin_errors("panic", "trap").await? >= 1.0)
     })
     .await?;
     // The panic's own message reaches the host (WASI stderr and the
@@ -158,8 +150,8 @@ async fn a_leaking_plugin_is_renewed_before_its_memory_cap() -> anyhow::Result<(
         let n = ws.next(WAIT).await?;
         assert_eq!(n["rule"], "hog", "{n}");
     }
-    assert_eq!(errors(&t, "hog", "memory").await?, 0.0);
-    assert_eq!(errors(&t, "hog", "trap").await?, 0.0);
+    assert_eq!(t.plugin_errors("hog", "memory").await?, 0.0);
+    assert_eq!(t.plugin_errors("hog", "trap").await?, 0.0);
     let recycled = t
         .metric(
             "tocsin_plugin_instances_recycled_total",

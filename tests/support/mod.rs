@@ -275,6 +275,20 @@ impl Tocsin {
         Ok(())
     }
 
+    /// The process's resident memory (`VmRSS` in `/proc/PID/status`), in
+    /// bytes: what the host holds, seen from outside.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        let child = self.child.as_ref().context("tocsin is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("no VmRSS in /proc/PID/status")?
+            .parse()?;
+        Ok(kb * 1024)
+    }
+
     /// Kills the process with SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -370,6 +384,16 @@ impl Tocsin {
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, self.rules_dir.join(file))?;
         Ok(())
+    }
+
+    /// `tocsin_plugin_errors_total{plugin, kind}`: `plugin`'s failed calls
+    /// of one kind (`deadline`, `memory`, `trap`, `quota`, `error`).
+    pub async fn plugin_errors(&self, plugin: &str, kind: &str) -> Result<f64> {
+        self.metric(
+            "tocsin_plugin_errors_total",
+            &[("plugin", plugin), ("kind", kind)],
+        )
+        .await
     }
 
     /// The `/v1/plugins` entry of `name`.

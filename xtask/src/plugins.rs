@@ -75,7 +75,7 @@ const WORKSPACES: [Workspace; 2] = [
     Workspace {
         dir: "tests/plugins",
         crate_prefix: "tocsin-test-plugin-",
-        plugins: &[&["spin", "hog", "panic", "sockets"]],
+        plugins: &[&["spin", "hog", "panic", "sockets", "hostile", "flood"]],
         dist: "tests/plugins/dist",
     },
 ];

@@ -12,10 +12,24 @@ pub async fn plugins(State(engine): State<Engine>) -> Json<Value> {
     Json(json!({ "generation": engine.generation.load().id, "plugins": catalog.plugin_status() }))
 }
 
-/// Every rule file: name, plugins, channels, load time, last error.
+/// Every rule file: name, plugins, channels, load time, last error; and
+/// what the rule's plugins failed (`plugin_errors`) and hold in state here
+/// (`state`: keys and estimated bytes, checked against the quotas).
 pub async fn rules(State(engine): State<Engine>) -> Json<Value> {
     let catalog = engine.catalog.lock().await;
-    Json(json!({ "generation": engine.generation.load().id, "rules": catalog.rule_status() }))
+    let rules: Vec<Value> = catalog
+        .rule_status()
+        .into_iter()
+        .map(|r| {
+            let failures = crate::pipeline::observe::failures(&r.name);
+            let state = engine.state.rule_usage(&r.name);
+            let mut v = json!(r);
+            v["plugin_errors"] = json!(failures);
+            v["state"] = json!(state);
+            v
+        })
+        .collect();
+    Json(json!({ "generation": engine.generation.load().id, "rules": rules }))
 }
 
 /// Liveness: the process serves requests.

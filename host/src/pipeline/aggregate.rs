@@ -33,7 +33,13 @@ pub async fn run(
             view.clone(),
         )
         .await;
-    observe(&rule.aggregate.plugin, "aggregate", started, &result);
+    observe(
+        &rule.name,
+        &rule.aggregate.plugin,
+        "aggregate",
+        started,
+        &result,
+    );
     match result {
         Ok(mut alerts) => {
             for a in &mut alerts {

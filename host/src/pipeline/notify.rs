@@ -42,7 +42,13 @@ pub async fn run(
                 alert,
             )
             .await;
-        super::observe::observe(&channel.target.plugin, "deliver", started, &result);
+        super::observe::observe(
+            &rule.name,
+            &channel.target.plugin,
+            "deliver",
+            started,
+            &result,
+        );
         if let Ok(deliveries) = result {
             let ctx = AlertContext {
                 notification_id: notification_id.clone(),

@@ -31,7 +31,7 @@ pub async fn run(
             &rule.channel_names,
         )
         .await;
-    super::observe::observe(&route.plugin, "route", started, &result);
+    super::observe::observe(&rule.name, &route.plugin, "route", started, &result);
     match result {
         Ok(names) => {
             for n in &names {

@@ -9,8 +9,9 @@ pub mod aggregator {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "aggregator",
-        // State may live in Redis: its calls await the network.
-        imports: { "tocsin:plugin/state": async },
+        // State may live in Redis: its calls await the network. Trappable:
+        // a write over a host quota stops the call ([`super::quota`]).
+        imports: { "tocsin:plugin/state": async | trappable },
         exports: { default: async },
     });
 }

@@ -66,6 +66,12 @@ pub enum CallError {
         call: &'static str,
         message: String,
     },
+    #[error("plugin `{plugin}` went over a host quota in `{call}`: {detail}")]
+    Quota {
+        plugin: String,
+        call: &'static str,
+        detail: String,
+    },
     #[error("plugin `{plugin}` could not be instantiated: {detail}")]
     Instantiate { plugin: String, detail: String },
 }
@@ -78,13 +84,15 @@ impl CallError {
             CallError::Memory { .. } => "memory",
             CallError::Trap { .. } => "trap",
             CallError::Returned { .. } => "error",
+            CallError::Quota { .. } => "quota",
             CallError::Instantiate { .. } => "instantiate",
         }
     }
 
-    /// True when the instance was lost (anything but a returned error).
+    /// True when the call did not return (a returned error or a quota
+    /// refused after it returned are not traps).
     pub fn is_trap(&self) -> bool {
-        !matches!(self, CallError::Returned { .. })
+        !matches!(self, CallError::Returned { .. } | CallError::Quota { .. })
     }
 }
 
@@ -276,22 +284,33 @@ impl Instances {
         call: &'static str,
         result: wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
+        let exceeded = self
+            .live
+            .get_mut(hash)
+            .and_then(|l| l.store.data_mut().usage.exceeded.take());
         match result {
-            Ok(Ok(r)) => {
+            Ok(returned) => {
                 self.recycle_if_grown(hash, plugin, call);
-                Ok(r)
-            }
-            Ok(Err(message)) => {
-                self.recycle_if_grown(hash, plugin, call);
-                Err(CallError::Returned {
+                if let Some(detail) = exceeded {
+                    // The guest carried on past a refusal: the call fails.
+                    return Err(CallError::Quota {
+                        plugin: plugin.to_string(),
+                        call,
+                        detail,
+                    });
+                }
+                returned.map_err(|message| CallError::Returned {
                     plugin: plugin.to_string(),
                     call,
-                    message,
+                    message: super::quota::cut(&message, self.rt.limits().quotas.error_bytes),
                 })
             }
             Err(e) => {
                 let err = match self.live.remove(hash) {
-                    Some(mut live) => classify(plugin, call, &self.rt, &mut live.store, e),
+                    Some(mut live) => {
+                        live.store.data_mut().usage.exceeded = exceeded;
+                        classify(plugin, call, &self.rt, &mut live.store, e)
+                    }
                     None => CallError::Trap {
                         plugin: plugin.to_string(),
                         call,
@@ -344,7 +363,15 @@ impl Instances {
         };
         // The instance outlives the batch; its transaction must not.
         live.store.data_mut().scope.view = None;
-        self.finish(&u.plugin.hash, &u.plugin.name, "aggregate", result)
+        let alerts = self.finish(&u.plugin.hash, &u.plugin.name, "aggregate", result)?;
+        match self.rt.limits().quotas.check_alerts(&alerts) {
+            Ok(()) => Ok(alerts),
+            Err(detail) => Err(CallError::Quota {
+                plugin: u.plugin.name.clone(),
+                call: "aggregate",
+                detail,
+            }),
+        }
     }
 
     /// Calls a router's `route` for `binding`.
@@ -427,6 +454,13 @@ fn classify(
 ) -> CallError {
     let plugin = plugin.to_string();
     let hit = store.data().hit;
+    if let Some(detail) = store.data_mut().usage.exceeded.take() {
+        return CallError::Quota {
+            plugin,
+            call,
+            detail,
+        };
+    }
     let output = store.data_mut().take_output();
     // One line: logs, metrics labels and AMQP headers stay readable.
     let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -449,7 +483,7 @@ fn classify(
             call,
             detail,
         },
-        None => CallError::Trap {
+        Some(LimitHit::Quota) | None => CallError::Trap {
             plugin,
             call,
             detail,

@@ -12,6 +12,7 @@ pub mod capability;
 pub mod inspect;
 pub mod instance;
 pub mod loader;
+pub mod quota;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::state::StateStore;
 pub use capability::{CallScope, Grants};
 pub use instance::{CallError, Instances};
 pub use loader::{LoadError, LoadedPlugin, World};
+pub use quota::Quotas;
 
 /// Sandbox limits applied to every plugin call and instance.
 #[derive(Clone, Debug)]
@@ -43,6 +45,8 @@ pub struct SandboxLimits {
     pub instances: u32,
     /// Per-plugin limits by plugin name, instead of the two above.
     pub plugins: HashMap<String, PluginLimits>,
+    /// What a plugin may make the host hold ([`quota`]).
+    pub quotas: Arc<Quotas>,
 }
 
 /// One plugin's own limits; `None` keeps the default.
@@ -59,6 +63,7 @@ impl Default for SandboxLimits {
             memory_bytes: 64 << 20,
             instances: 256,
             plugins: HashMap::new(),
+            quotas: Arc::default(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl SandboxLimits {
             memory_bytes: c.memory_mb.max(1) << 20,
             instances: c.instances.max(1),
             plugins,
+            quotas: Arc::new(c.quotas.clone()),
         }
     }
 
@@ -262,6 +268,9 @@ impl Runtime {
             host_wait: Duration::ZERO,
             hit: None,
             logs: self.inner.host.capture_logs.then(Vec::new),
+            quotas: self.inner.limits.quotas.clone(),
+            usage: quota::CallUsage::default(),
+            log_bucket: quota::LogBucket::new(self.inner.limits.quotas.log_lines_per_second),
         }
     }
 }
@@ -271,6 +280,8 @@ impl Runtime {
 pub enum LimitHit {
     Deadline,
     Memory,
+    /// A host-side quota ([`quota`]); the reason is in [`CallUsage::exceeded`](quota::CallUsage).
+    Quota,
 }
 
 /// Store data of one plugin instance.
@@ -300,6 +311,11 @@ pub struct HostCtx {
     hit: Option<LimitHit>,
     /// Log lines kept for the caller (level, message), when asked for.
     pub(crate) logs: Option<Vec<(String, String)>>,
+    /// The host-side caps, what this call used of them, and the
+    /// instance's log rate.
+    pub(crate) quotas: Arc<Quotas>,
+    pub(crate) usage: quota::CallUsage,
+    pub(crate) log_bucket: quota::LogBucket,
 }
 
 impl HostCtx {
@@ -309,6 +325,17 @@ impl HostCtx {
         self.last_check = std::time::Instant::now();
         self.host_wait = Duration::ZERO;
         self.hit = None;
+        self.usage = quota::CallUsage::default();
+    }
+
+    /// Records that the call went over a quota: it fails with `why` (the
+    /// first one), whatever the guest does next. Returns the trap a host
+    /// function without an error result raises.
+    pub(crate) fn over_quota(&mut self, why: String) -> wasmtime::Error {
+        let e = wasmtime::Error::msg(why.clone());
+        self.hit = Some(LimitHit::Quota);
+        self.usage.exceeded.get_or_insert(why);
+        e
     }
 
     /// Charges the guest for the time since the last check and says

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::ops::{Entry, StateOps, Value};
+use super::usage::{account, footprint, plugin_rule, usage_of, RuleUsage};
 use super::StateError;
 use crate::event::now_ms;
 
@@ -31,6 +32,9 @@ const LOG: &str = "state.log";
 const COMPACT_AT: u64 = 64 * 1024 * 1024;
 /// Group-commit period: the longest a change waits to be written.
 const COMMIT_EVERY: Duration = Duration::from_millis(2);
+/// How often expired entries are dropped from memory (they are invisible
+/// to reads from the moment they expire; this gives their memory back).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize)]
 enum Record {
@@ -52,6 +56,8 @@ struct Inner {
     pending: Vec<u8>,
     /// Sequence number of the last change.
     seq: u64,
+    /// What each rule's plugin keys hold ([`RuleUsage`]).
+    usage: HashMap<String, RuleUsage>,
 }
 
 /// See the module documentation.
@@ -89,6 +95,7 @@ impl EmbeddedState {
         tracing::info!(keys = map.len(), replayed, dir = %dir.display(), "state opened");
 
         let inner = Arc::new(Mutex::new(Inner {
+            usage: usage_of(&map),
             map,
             pending: Vec::new(),
             seq: 0,
@@ -122,24 +129,31 @@ impl EmbeddedState {
     /// the map is in memory.
     pub fn apply<R>(&self, key: &str, op: impl FnOnce(&mut Option<Entry>, i64) -> (R, bool)) -> R {
         let host_now = now_ms();
+        let rule = plugin_rule(key);
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         if let Some(entry) = inner.map.get_mut(key) {
+            let before = rule.map(|_| footprint(key, entry));
             // Moved out and back: no key allocation for an existing entry.
             let mut slot = Some(std::mem::replace(entry, Entry::EMPTY));
             let (out, changed) = op(&mut slot, host_now);
-            match slot {
+            let after = match slot {
                 Some(new) => {
                     *entry = new;
                     if changed {
                         encode(&mut inner.pending, &RecordRef::Put(key, entry));
                         inner.seq += 1;
                     }
+                    rule.map(|_| footprint(key, entry))
                 }
                 None => {
                     inner.map.remove(key);
                     Self::log_del(inner, key);
+                    None
                 }
+            };
+            if let Some(rule) = rule {
+                account(&mut inner.usage, rule, before, after);
             }
             return out;
         }
@@ -150,9 +164,34 @@ impl EmbeddedState {
                 encode(&mut inner.pending, &RecordRef::Put(key, &entry));
                 inner.seq += 1;
             }
+            if let Some(rule) = rule {
+                account(&mut inner.usage, rule, None, Some(footprint(key, &entry)));
+            }
             inner.map.insert(key.to_string(), entry);
         }
         out
+    }
+
+    /// What `rule`'s plugin keys hold here.
+    pub fn rule_usage(&self, rule: &str) -> RuleUsage {
+        self.inner
+            .lock()
+            .usage
+            .get(rule)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every rule holding plugin state here, with what it holds.
+    pub fn usage(&self) -> Vec<(String, RuleUsage)> {
+        let inner = self.inner.lock();
+        inner.usage.iter().map(|(r, u)| (r.clone(), *u)).collect()
+    }
+
+    /// Drops every entry past its expiry from memory (reads already ignore
+    /// them); returns how many. Not logged: a replay drops them too.
+    pub fn sweep_expired(&self) -> usize {
+        sweep(&self.inner)
     }
 
     /// Every live text value whose key starts with `prefix`.
@@ -179,7 +218,12 @@ impl EmbeddedState {
         let mut inner = self.inner.lock();
         let keys: Vec<String> = inner.map.keys().filter(|k| pred(k)).cloned().collect();
         for k in keys {
-            inner.map.remove(&k);
+            if let Some(e) = inner.map.remove(&k) {
+                if let Some(rule) = plugin_rule(&k) {
+                    let size = footprint(&k, &e);
+                    account(&mut inner.usage, rule, Some(size), None);
+                }
+            }
             Self::log_del(&mut inner, &k);
         }
     }
@@ -315,6 +359,7 @@ fn flush_loop(
 ) {
     let log_path = dir.join(LOG);
     let mut log_len = 0u64;
+    let mut swept_at = std::time::Instant::now();
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let (buf, seq) = {
@@ -356,8 +401,34 @@ fn flush_loop(
         if stopping {
             return;
         }
+        if swept_at.elapsed() >= SWEEP_EVERY {
+            swept_at = std::time::Instant::now();
+            sweep(&inner);
+            // What expired, and what failed calls made the host lift.
+            crate::memory::give_back();
+        }
         std::thread::sleep(COMMIT_EVERY);
     }
+}
+
+/// See [`EmbeddedState::sweep_expired`]; the flusher's thread runs it every
+/// [`SWEEP_EVERY`].
+fn sweep(inner: &Mutex<Inner>) -> usize {
+    let now = now_ms();
+    let mut g = inner.lock();
+    let g = &mut *g;
+    let before = g.map.len();
+    let usage = &mut g.usage;
+    g.map.retain(|k, e| {
+        let live = e.expires_at.is_none_or(|t| t > now);
+        if !live {
+            if let Some(rule) = plugin_rule(k) {
+                account(usage, rule, Some(footprint(k, e)), None);
+            }
+        }
+        live
+    });
+    before - g.map.len()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod ops;
 pub mod redis;
 pub mod scope;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use ops::{Entry, StateOps, WindowHit};
 pub use redis::RedisState;
 pub use redis::{Txn, TxnError};
 pub use scope::{BatchScope, CommitError, Receipt, Riders};
+pub use usage::RuleUsage;
 
 /// Errors of a state backend.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,19 @@ impl StateStore {
                 }
             }),
         }
+    }
+
+    /// What `rule`'s plugin keys hold in this machine's memory: the
+    /// embedded store, or Redis's local fallback (with Redis up, the
+    /// shared state is Redis's memory, and a batch's working set is bounded
+    /// by the per-call quotas).
+    pub fn rule_usage(&self, rule: &str) -> RuleUsage {
+        self.local().rule_usage(rule)
+    }
+
+    /// Every rule holding plugin state in this machine's memory.
+    pub fn usage(&self) -> Vec<(String, RuleUsage)> {
+        self.local().usage()
     }
 
     /// Why the backend is degraded, if it is (Redis unreachable).

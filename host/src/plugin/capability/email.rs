@@ -4,6 +4,9 @@ use crate::deliver::{Delivery, EmailMessage};
 use crate::plugin::bindings::channel::tocsin::plugin::email::{Host, Message};
 use crate::plugin::HostCtx;
 
+/// Largest email (recipients, subject, text and HTML) a plugin may queue.
+const MAX_MESSAGE: usize = 1024 * 1024;
+
 /// True when `address` matches a grant: exact (case-insensitive) or `*@domain`.
 pub fn recipient_granted(grants: &[String], address: &str) -> bool {
     let address = address.trim().to_ascii_lowercase();
@@ -51,13 +54,17 @@ impl Host for HostCtx {
             }
             message.to
         };
-        self.scope.deliveries.push(Delivery::Email(EmailMessage {
+        let bytes = message.subject.len()
+            + message.text.len()
+            + message.html.as_ref().map_or(0, String::len)
+            + to.iter().map(String::len).sum::<usize>();
+        let delivery = Delivery::Email(EmailMessage {
             to,
             subject: message.subject,
             text: message.text,
             html: message.html,
-        }));
-        Ok(())
+        });
+        self.queue_delivery("email", bytes, MAX_MESSAGE, delivery)
     }
 }
 

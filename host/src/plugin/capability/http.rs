@@ -4,7 +4,7 @@ use crate::deliver::{Delivery, HttpRequest};
 use crate::plugin::bindings::channel::tocsin::plugin::http::{Host, Request};
 use crate::plugin::HostCtx;
 
-/// Largest request body a plugin may queue.
+/// Largest request (body and headers) a plugin may queue.
 const MAX_BODY: usize = 1024 * 1024;
 
 /// True when the URL's host (or `host:port`) matches a grant: exact, or
@@ -44,23 +44,23 @@ impl Host for HostCtx {
                 self.scope.grants.http
             ));
         }
-        if request.body.len() > MAX_BODY {
-            return Err(format!(
-                "http body is {} bytes, at most {MAX_BODY}",
-                request.body.len()
-            ));
-        }
         let method = request.method.to_ascii_uppercase();
         if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
             return Err(format!("http request refused: bad method {method:?}"));
         }
-        self.scope.deliveries.push(Delivery::Http(HttpRequest {
+        let bytes = request.body.len()
+            + request
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        let delivery = Delivery::Http(HttpRequest {
             method,
             url: url.to_string(),
             headers: request.headers,
             body: request.body,
-        }));
-        Ok(())
+        });
+        self.queue_delivery("http request", bytes, MAX_BODY, delivery)
     }
 }
 

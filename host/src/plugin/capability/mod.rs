@@ -60,5 +60,33 @@ impl CallScope {
     }
 }
 
+impl HostCtx {
+    /// Queues a delivery of `bytes` (at most `max_bytes`) for the call, or
+    /// refuses it over a quota: the guest gets the error, and the call
+    /// fails with it whatever the guest does next, so a flood never goes
+    /// out in part ([`crate::plugin::quota`]).
+    pub(crate) fn queue_delivery(
+        &mut self,
+        what: &str,
+        bytes: usize,
+        max_bytes: usize,
+        delivery: Delivery,
+    ) -> Result<(), String> {
+        let cap = self.quotas.deliveries_per_call;
+        let why = if bytes > max_bytes {
+            format!("{what} refused: it is {bytes} bytes, at most {max_bytes}")
+        } else if self.scope.deliveries.len() >= cap {
+            format!(
+                "{what} refused: more than {cap} deliveries in one call ([sandbox.quotas] deliveries_per_call)"
+            )
+        } else {
+            self.scope.deliveries.push(delivery);
+            return Ok(());
+        };
+        let _ = self.over_quota(why.clone());
+        Err(why)
+    }
+}
+
 /// The shared `types` interface has no functions; its empty host trait.
 impl crate::plugin::bindings::aggregator::tocsin::plugin::types::Host for HostCtx {}

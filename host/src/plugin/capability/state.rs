@@ -3,6 +3,13 @@
 //! (decided once per batch, by [`crate::state::StateStore::begin`]).
 //! Async: the backend may be Redis, reached through the batch's
 //! transaction.
+//!
+//! Every write is checked against the host's quotas first
+//! ([`crate::plugin::quota`]): key and value size, writes and bytes per
+//! call, and the keys and bytes the rule already holds on this machine. A
+//! write over one traps the call. A Redis transaction's undo point takes
+//! back what the call wrote before it; on direct state those writes stay
+//! (see [`crate::state::BatchScope::checkpoint`]), bounded by the quotas.
 
 use crate::plugin::bindings::aggregator::tocsin::plugin::state::{Host, WindowHit};
 use crate::plugin::HostCtx;
@@ -28,6 +35,54 @@ impl HostCtx {
         };
         (view, scoped_key(&self.scope.rule, key))
     }
+
+    /// Charges a write of `key` and `value_bytes` to the call's quotas,
+    /// or says which one it would go over.
+    fn charge_write(&mut self, op: &str, key: &str, value_bytes: usize) -> wasmtime::Result<()> {
+        let q = self.quotas.clone();
+        let over = |what: String| format!("state.{op} refused: {what} ([sandbox.quotas])");
+        if key.len() > q.state_key_bytes {
+            let why = over(format!(
+                "key is {} bytes, over state_key_bytes = {}",
+                key.len(),
+                q.state_key_bytes
+            ));
+            return Err(self.over_quota(why));
+        }
+        let value_cap = q.state_value_kb.saturating_mul(1024);
+        if value_bytes > value_cap {
+            let why = over(format!(
+                "value is {value_bytes} bytes, over state_value_kb = {}",
+                q.state_value_kb
+            ));
+            return Err(self.over_quota(why));
+        }
+        self.usage.state_writes += 1;
+        self.usage.state_bytes += key.len() + value_bytes;
+        if self.usage.state_writes > q.state_writes_per_call {
+            let why = over(format!(
+                "more than state_writes_per_call = {} writes in one call",
+                q.state_writes_per_call
+            ));
+            return Err(self.over_quota(why));
+        }
+        if self.usage.state_bytes > q.state_mb_per_call << 20 {
+            let why = over(format!(
+                "more than state_mb_per_call = {} MiB written in one call",
+                q.state_mb_per_call
+            ));
+            return Err(self.over_quota(why));
+        }
+        let held = self.state.rule_usage(&self.scope.rule);
+        if held.keys >= q.state_keys_per_rule || held.bytes >= q.state_mb_per_rule << 20 {
+            let why = over(format!(
+                "rule `{}` holds {} keys and {} bytes of state, at its quota (state_keys_per_rule = {}, state_mb_per_rule = {})",
+                self.scope.rule, held.keys, held.bytes, q.state_keys_per_rule, q.state_mb_per_rule
+            ));
+            return Err(self.over_quota(why));
+        }
+        Ok(())
+    }
 }
 
 impl Host for HostCtx {
@@ -38,38 +93,53 @@ impl Host for HostCtx {
         now: i64,
         window_ms: u64,
         threshold: u64,
-    ) -> WindowHit {
+    ) -> wasmtime::Result<WindowHit> {
+        self.charge_write("window-add", &key, 16)?;
         let (state, key) = self.view(&key);
         let hit = timed!(
             self,
             state.window_add(&key, delta, now, window_ms, threshold)
         );
-        WindowHit {
+        Ok(WindowHit {
             before: hit.before,
             fires: hit.fires,
             after: hit.after,
             window_start: hit.window_start,
-        }
+        })
     }
 
-    async fn get(&mut self, key: String) -> Option<String> {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         let (state, key) = self.view(&key);
-        timed!(self, state.get(&key))
+        Ok(timed!(self, state.get(&key)))
     }
 
-    async fn set(&mut self, key: String, value: String, ttl_ms: Option<u64>) {
+    async fn set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        self.charge_write("set", &key, value.len())?;
         let (state, key) = self.view(&key);
-        timed!(self, state.set(&key, value, ttl_ms))
+        timed!(self, state.set(&key, value, ttl_ms));
+        Ok(())
     }
 
-    async fn set_if_absent(&mut self, key: String, value: String, ttl_ms: Option<u64>) -> bool {
+    async fn set_if_absent(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<bool> {
+        self.charge_write("set-if-absent", &key, value.len())?;
         let (state, key) = self.view(&key);
-        timed!(self, state.set_if_absent(&key, value, ttl_ms))
+        Ok(timed!(self, state.set_if_absent(&key, value, ttl_ms)))
     }
 
-    async fn delete(&mut self, key: String) {
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         let (state, key) = self.view(&key);
-        timed!(self, state.delete(&key))
+        timed!(self, state.delete(&key));
+        Ok(())
     }
 
     async fn list_push(
@@ -78,13 +148,15 @@ impl Host for HostCtx {
         value: String,
         max_len: u32,
         ttl_ms: Option<u64>,
-    ) -> u32 {
+    ) -> wasmtime::Result<u32> {
+        self.charge_write("list-push", &key, value.len())?;
+        let max_len = max_len.min(self.quotas.state_list_len);
         let (state, key) = self.view(&key);
-        timed!(self, state.list_push(&key, value, max_len, ttl_ms))
+        Ok(timed!(self, state.list_push(&key, value, max_len, ttl_ms)))
     }
 
-    async fn list_take(&mut self, key: String) -> Vec<String> {
+    async fn list_take(&mut self, key: String) -> wasmtime::Result<Vec<String>> {
         let (state, key) = self.view(&key);
-        timed!(self, state.list_take(&key))
+        Ok(timed!(self, state.list_take(&key)))
     }
 }

@@ -15,13 +15,12 @@ impl Host for HostCtx {
                 self.scope.rule
             ));
         }
-        if body.len() > MAX_BODY {
-            return Err(format!(
-                "websocket message is {} bytes, at most {MAX_BODY}",
-                body.len()
-            ));
-        }
-        self.scope.deliveries.push(Delivery::WebSocket { body });
-        Ok(())
+        let bytes = body.len();
+        self.queue_delivery(
+            "websocket message",
+            bytes,
+            MAX_BODY,
+            Delivery::WebSocket { body },
+        )
     }
 }
