@@ -521,4 +521,32 @@ mod tests {
             "expired value counts as absent"
         );
     }
+
+    /// The per-rule usage the quotas read follows every change, survives a
+    /// reopen, and gives bytes back when keys are deleted or expire.
+    #[tokio::test]
+    async fn rule_usage_follows_writes_deletes_and_expiry() {
+        let dir = tempdir("usage");
+        let s = EmbeddedState::open(&dir).expect("open");
+        let key = |k: &str| super::super::scoped_key("r", k);
+        s.set(&key("a"), "x".repeat(1000), None).await;
+        s.set(&key("b"), "y".repeat(500), Some(1)).await;
+        s.set(&super::super::seen_key("r", "ev-1"), "1".into(), None)
+            .await;
+        let u = s.rule_usage("r");
+        assert_eq!(u.keys, 2, "host keys are not the rule's: {u:?}");
+        assert!(u.bytes >= 1500 && u.bytes < 1500 + 2 * 200, "{u:?}");
+        s.set(&key("a"), "x".repeat(10), None).await;
+        assert!(s.rule_usage("r").bytes < 600 + 2 * 200);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(s.sweep_expired(), 1);
+        assert_eq!(s.rule_usage("r").keys, 1, "the expired key is given back");
+        let held = s.rule_usage("r");
+        s.sync().await.expect("sync");
+        drop(s);
+        let s = EmbeddedState::open(&dir).expect("reopen");
+        assert_eq!(s.rule_usage("r"), held, "counted again on open");
+        s.delete(&key("a")).await;
+        assert_eq!(s.rule_usage("r"), RuleUsage::default());
+    }
 }
