@@ -77,6 +77,10 @@ pub fn cut(text: &str, max: usize) -> String {
 pub struct CallUsage {
     pub state_writes: u32,
     pub state_bytes: usize,
+    /// What the rule held when the call first wrote: read once per call
+    /// (not per write, which would take the store's lock twice), the
+    /// call's own writes added to it.
+    pub rule_held: Option<crate::state::RuleUsage>,
     /// The first quota the call went over: it fails with this, even if the
     /// guest carried on and returned normally.
     pub exceeded: Option<String>,

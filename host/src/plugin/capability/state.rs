@@ -73,11 +73,21 @@ impl HostCtx {
             ));
             return Err(self.over_quota(why));
         }
-        let held = self.state.rule_usage(&self.scope.rule);
-        if held.keys >= q.state_keys_per_rule || held.bytes >= q.state_mb_per_rule << 20 {
+        let held = match self.usage.rule_held {
+            Some(held) => held,
+            None => *self
+                .usage
+                .rule_held
+                .insert(self.state.rule_usage(&self.scope.rule)),
+        };
+        // Every write may add a key: an upper bound, exact at the cap's edge
+        // to within one call's writes.
+        let keys = held.keys + self.usage.state_writes as usize;
+        let bytes = held.bytes + self.usage.state_bytes;
+        if keys > q.state_keys_per_rule || bytes > q.state_mb_per_rule << 20 {
             let why = over(format!(
-                "rule `{}` holds {} keys and {} bytes of state, at its quota (state_keys_per_rule = {}, state_mb_per_rule = {})",
-                self.scope.rule, held.keys, held.bytes, q.state_keys_per_rule, q.state_mb_per_rule
+                "rule `{}` would hold {keys} keys and {bytes} bytes of state, over its quota (state_keys_per_rule = {}, state_mb_per_rule = {})",
+                self.scope.rule, q.state_keys_per_rule, q.state_mb_per_rule
             ));
             return Err(self.over_quota(why));
         }
