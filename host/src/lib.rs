@@ -20,6 +20,7 @@ pub mod event;
 pub mod memory;
 pub mod pipeline;
 pub mod plugin;
+pub mod shutdown;
 pub mod silence;
 pub mod source;
 pub mod state;

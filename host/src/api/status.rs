@@ -50,6 +50,9 @@ pub async fn readyz(State(engine): State<Engine>) -> axum::response::Response {
     if g.id == 0 {
         reasons.push("no rules or plugins loaded yet".to_string());
     }
+    if engine.pipeline.is_closed() {
+        reasons.push("shutting down".to_string());
+    }
     let amqp = engine.amqp.as_ref().map(|a| {
         if !a.connected() {
             reasons.push("RabbitMQ is not connected".to_string());

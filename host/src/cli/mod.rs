@@ -112,25 +112,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let engine = crate::Engine::start(config).await?;
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return std::mem::drop(ctrl_c.await),
-                };
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    // See `crate::shutdown`: the server stops once the intake is drained,
+    // and at the latest at the deadline.
+    let (deadline_tx, deadline_rx) = tokio::sync::watch::channel(None);
+    let drained = {
+        let engine = engine.clone();
+        async move {
+            crate::shutdown::signalled().await;
+            let deadline = crate::shutdown::deadline(&engine);
+            deadline_tx.send_replace(Some(deadline));
+            crate::shutdown::drain_intake(&engine, deadline).await;
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutting down");
     };
-    let state = engine.state.clone();
-    crate::api::serve(engine, listener, shutdown).await?;
-    state.sync().await.context("flushing state")?;
-    Ok(())
+    let server = crate::api::serve(engine.clone(), listener, drained);
+    let cut_off = async {
+        let mut rx = deadline_rx.clone();
+        let deadline = rx.wait_for(Option::is_some).await.ok().and_then(|d| *d);
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = cut_off => tracing::warn!("shutdown deadline: closing HTTP connections still open"),
+    }
+    let deadline = (*deadline_rx.borrow()).unwrap_or_else(|| crate::shutdown::deadline(&engine));
+    crate::shutdown::finish(&engine, deadline).await
 }
 
 /// `tocsin check`: loads every plugin and rule as a starting engine would,

@@ -151,6 +151,13 @@ pub const KEYS: &[Key] = &[
         doc: "batches queued before submitters wait",
     },
     Key {
+        section: "engine",
+        key: "shutdown_secs",
+        kind: Kind::Int,
+        default: "10",
+        doc: "longest a SIGTERM drain lasts (intake answers 503, the queue drains, deliveries in flight finish); a second signal exits at once",
+    },
+    Key {
         section: "sandbox",
         key: "call_timeout_ms",
         kind: Kind::Int,
@@ -434,6 +441,8 @@ pub struct EngineConfig {
     pub queue: usize,
     pub dedup_ttl_secs: u64,
     pub traces: usize,
+    /// The longest a graceful shutdown waits ([`crate::shutdown`]).
+    pub shutdown_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -447,6 +456,7 @@ impl Default for EngineConfig {
             queue: 4096,
             dedup_ttl_secs: 3600,
             traces: 10_000,
+            shutdown_secs: 10,
         }
     }
 }
@@ -659,19 +669,37 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
-                    path: path.display().to_string(),
-                    reason: one_line_error(&text, &e),
-                })?
+                Self::from_text(&path.display().to_string(), &text, env)
             }
-            None => toml::Table::new(),
-        };
+            None => Self::from_table(toml::Table::new(), "configuration", env),
+        }
+    }
+
+    /// Reads `text` (the file `origin`, named in errors), then applies
+    /// `TOCSIN_*` variables from `env`. Pure, so the fuzzer drives it.
+    pub fn from_text(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let table = toml::from_str::<toml::Table>(text).map_err(|e| ConfigError::File {
+            path: origin.to_string(),
+            reason: one_line_error(text, &e),
+        })?;
+        Self::from_table(table, origin, env)
+    }
+
+    fn from_table(
+        mut table: toml::Table,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         for (var, value) in env {
             let Some(rest) = var.strip_prefix("TOCSIN_") else {
                 continue;
@@ -723,11 +751,8 @@ impl Config {
                 t.insert(key.key.to_string(), typed);
             }
         }
-        let origin = file
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "configuration".into());
         table.try_into::<Config>().map_err(|e| ConfigError::File {
-            path: origin,
+            path: origin.to_string(),
             reason: e.to_string().trim_end().to_string(),
         })
     }

@@ -40,6 +40,10 @@ struct Inner {
     rows: Mutex<HashMap<String, DeliveryRow>>,
     wake: Notify,
     permits: Arc<Semaphore>,
+    /// Attempts that may run at once (the permits' total).
+    concurrency: usize,
+    /// Set by [`Dispatcher::stop`]: no attempt starts any more.
+    stopping: std::sync::atomic::AtomicBool,
     /// Told the id of every delivery that reached delivered or dead (the
     /// cluster's shared outbox forgets it).
     settled: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
@@ -82,6 +86,8 @@ impl Dispatcher {
             rows: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency: concurrency.max(1),
+            stopping: Default::default(),
             settled: std::sync::OnceLock::new(),
             fence: std::sync::OnceLock::new(),
         });
@@ -143,8 +149,32 @@ impl Dispatcher {
         self.inner.smtp.is_some()
     }
 
+    /// Starts no attempt any more and waits until those running finished
+    /// (their outcome recorded in the outbox), or `deadline`; how many are
+    /// still running then. What was not attempted stays pending in the
+    /// outbox for the next start; an attempt cut short by the deadline is
+    /// made again then, under the same idempotency key.
+    pub async fn stop(&self, deadline: std::time::Instant) -> usize {
+        use std::sync::atomic::Ordering;
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        loop {
+            let running = self.inner.concurrency - self.inner.permits.available_permits();
+            if running == 0 || std::time::Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn run(self) {
         loop {
+            if self
+                .inner
+                .stopping
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return;
+            }
             let now = now_ms();
             let mut due = Vec::new();
             let next = {
@@ -166,6 +196,13 @@ impl Dispatcher {
                 let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
                     return;
                 };
+                if self
+                    .inner
+                    .stopping
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return;
+                }
                 let me = self.clone();
                 tokio::spawn(async move {
                     me.attempt(row).await;

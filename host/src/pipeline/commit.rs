@@ -10,22 +10,22 @@
 //! commit) never showed its alerts twice.
 
 use crate::deliver::{Deliverer, Outgoing};
-use crate::state::{BatchScope, CommitError};
+use crate::state::{BatchScope, CommitError, Pending};
 
-/// Commits the batch `out` on `scope`; with `sync`, waits for durability
-/// even when it produced nothing (the source acknowledges only durable
-/// work).
+/// Commits the batch `out` on `scope`. With `sync` (the source
+/// acknowledges only durable work) a batch that delivers nothing may not
+/// have reached its commit point yet: then the [`Pending`] to await
+/// before acknowledging, so the worker goes on meanwhile.
 pub(super) async fn run(
     scope: &BatchScope,
     deliverer: &Deliverer,
     out: Outgoing,
     sync: bool,
-) -> Result<(), CommitError> {
+) -> Result<Option<Pending>, CommitError> {
     let receipt = scope.commit(&out, sync).await?;
     deliverer
         .deliver(out)
         .await
         .map_err(|e| CommitError::Failed(e.to_string()))?;
-    receipt.finish().await;
-    Ok(())
+    Ok(receipt.finish().await)
 }

@@ -86,6 +86,9 @@ pub struct BatchResult {
     pub failed: HashMap<String, String>,
     /// Durability of what the batch caused.
     pub durable: Result<(), String>,
+    /// The commit point, when it is still to come (see [`commit::run`]):
+    /// `durable` holds only once it resolved.
+    pub pending: Option<crate::state::Pending>,
 }
 
 impl Worker {
@@ -146,7 +149,8 @@ impl Worker {
                 Err(CommitError::Failed(e)) => {
                     batch.result.durable = Err(e);
                 }
-                Ok(()) => {
+                Ok(pending) => {
+                    batch.result.pending = pending;
                     // Counted once committed: a redone batch fires once.
                     for (rule, n) in fired {
                         metrics::counter!("tocsin_alerts_total", "rule" => rule).increment(n);
@@ -168,6 +172,7 @@ impl Worker {
                 .map(|e| (e.event_id.clone(), error.clone()))
                 .collect(),
             durable: Err(error),
+            pending: None,
         }
     }
 
@@ -275,6 +280,7 @@ impl Evaluated {
             result: BatchResult {
                 failed: HashMap::new(),
                 durable: Ok(()),
+                pending: None,
             },
             out: Outgoing::default(),
             trail: Trail::received(events),

@@ -4,7 +4,9 @@
 //! outcome to whoever waits on it, and run [`Worker::process`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -41,6 +43,16 @@ pub struct Job {
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: mpsc::Sender<Job>,
+    intake: Arc<Intake>,
+}
+
+/// Whether the pipeline still takes jobs, and how many it holds: what a
+/// graceful shutdown ([`crate::shutdown`]) closes and waits on.
+#[derive(Default)]
+struct Intake {
+    closed: tokio::sync::watch::Sender<bool>,
+    /// Jobs submitted and not finished (queued or in a worker's batch).
+    held: AtomicUsize,
 }
 
 /// Why events could not be queued.
@@ -51,32 +63,61 @@ pub enum SubmitError {
 }
 
 impl PipelineHandle {
-    /// Queues `events`, waiting if the queue is full (backpressure).
-    pub async fn submit(&self, events: Vec<Event>) -> Result<(), SubmitError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.tx
-            .send(Job { events, done: None })
-            .await
-            .map_err(|_| SubmitError::Closed)
-    }
-
-    /// Queues `events`; the receiver resolves once everything they caused
-    /// is durable (or failed).
+    /// Queues `events`, waiting if the queue is full (backpressure); the
+    /// receiver resolves once everything they caused is durable (or
+    /// failed). Every source waits for it before it acknowledges.
     pub async fn submit_tracked(
         &self,
         events: Vec<Event>,
     ) -> Result<oneshot::Receiver<JobOutcome>, SubmitError> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                events,
-                done: Some(done),
-            })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
+        self.queue(Job {
+            events,
+            done: Some(done),
+        })
+        .await?;
         Ok(rx)
+    }
+
+    /// Counts `job` as held before looking at `closed`, so that
+    /// [`Self::drain`], which closes first and then waits for nothing
+    /// held, never misses a job that got in.
+    async fn queue(&self, job: Job) -> Result<(), SubmitError> {
+        self.intake.held.fetch_add(1, Ordering::SeqCst);
+        let sent = if *self.intake.closed.borrow() {
+            Err(SubmitError::Closed)
+        } else {
+            self.tx.send(job).await.map_err(|_| SubmitError::Closed)
+        };
+        if sent.is_err() {
+            self.intake.held.fetch_sub(1, Ordering::SeqCst);
+        }
+        sent
+    }
+
+    /// Whether the pipeline stopped taking jobs (shutting down).
+    pub fn is_closed(&self) -> bool {
+        *self.intake.closed.borrow()
+    }
+
+    /// Resolves once the pipeline stops taking jobs.
+    pub async fn closing(&self) {
+        let mut rx = self.intake.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    /// Stops taking jobs (submitters get [`SubmitError::Closed`]) and
+    /// waits until every job taken is finished, or `deadline`; how many
+    /// are still held then.
+    pub async fn drain(&self, deadline: Instant) -> usize {
+        self.intake.closed.send_replace(true);
+        loop {
+            let held = self.intake.held.load(Ordering::SeqCst);
+            if held == 0 || Instant::now() >= deadline {
+                return held;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -101,6 +142,7 @@ pub fn start(
 ) -> PipelineHandle {
     let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
+    let intake = Arc::new(Intake::default());
     if let StateStore::Redis(redis) = rt.state() {
         let worker = Worker::new(
             rt.clone(),
@@ -113,6 +155,7 @@ pub fn start(
     }
     for n in 0..config.workers.max(1) {
         let rx = rx.clone();
+        let intake = intake.clone();
         let generation = generation.clone();
         let mut worker = Worker::new(
             rt.clone(),
@@ -135,21 +178,24 @@ pub fn start(
                 let mut size = 0;
                 for job in jobs.drain(..) {
                     if size > 0 && size + job.events.len() > MAX_BATCH {
-                        worker
-                            .run(&generation.load_full(), std::mem::take(&mut batch))
-                            .await;
+                        let full = std::mem::take(&mut batch);
+                        let n = full.len();
+                        worker.run(&generation.load_full(), full).await;
+                        intake.held.fetch_sub(n, Ordering::SeqCst);
                         size = 0;
                     }
                     size += job.events.len();
                     batch.push(job);
                 }
                 if !batch.is_empty() {
+                    let n = batch.len();
                     worker.run(&generation.load_full(), batch).await;
+                    intake.held.fetch_sub(n, Ordering::SeqCst);
                 }
             }
         });
     }
-    PipelineHandle { tx }
+    PipelineHandle { tx, intake }
 }
 
 impl Worker {
@@ -168,21 +214,36 @@ impl Worker {
             ));
             events.extend(job.events);
         }
-        let result = self.process(g, &events, tracked).await;
-        if let Err(e) = &result.durable {
-            metrics::counter!("tocsin_outbox_errors_total").increment(1);
-            tracing::error!(error = %e, events = events.len(), "could not make a batch's effects durable");
-        }
-        for (ids, done) in owners {
-            let Some(done) = done else { continue };
-            let failed = ids
-                .iter()
-                .filter_map(|id| result.failed.get(id).map(|e| (id.clone(), e.clone())))
-                .collect();
-            let _ = done.send(JobOutcome {
-                failed,
-                durable: result.durable.clone(),
-            });
+        let mut result = self.process(g, &events, tracked).await;
+        let report = move |result: super::BatchResult| {
+            if let Err(e) = &result.durable {
+                metrics::counter!("tocsin_outbox_errors_total").increment(1);
+                tracing::error!(error = %e, events = events.len(), "could not make a batch's effects durable");
+            }
+            for (ids, done) in owners {
+                let Some(done) = done else { continue };
+                let failed = ids
+                    .iter()
+                    .filter_map(|id| result.failed.get(id).map(|e| (id.clone(), e.clone())))
+                    .collect();
+                let _ = done.send(JobOutcome {
+                    failed,
+                    durable: result.durable.clone(),
+                });
+            }
+        };
+        match result.pending.take() {
+            // Answered at the commit point; the worker goes on meanwhile
+            // (the next batches share the same group commit).
+            Some(pending) => {
+                tokio::spawn(async move {
+                    if let Err(e) = pending.await {
+                        result.durable = Err(e);
+                    }
+                    report(result);
+                });
+            }
+            None => report(result),
         }
     }
 }

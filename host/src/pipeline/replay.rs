@@ -254,7 +254,10 @@ impl Worker {
             txn.set(&key, text, Some(BUDGET_TTL_MS)).await;
             let fired = batch.out.notifications.len() as u64;
             match commit::run(&scope, &self.deliverer, batch.out, true).await {
-                Ok(()) => {
+                Ok(pending) => {
+                    if let Some(pending) = pending {
+                        pending.await?;
+                    }
                     metrics::counter!("tocsin_alerts_total", "rule" => rule.name.to_string())
                         .increment(fired);
                     self.traces.record(batch.trail.into_steps()).await;

@@ -45,6 +45,9 @@ const BATCH: usize = 256;
 #[derive(Default)]
 pub struct AmqpStatus {
     inner: Mutex<StatusInner>,
+    /// Set once the consumer stopped for good (shutdown), after its last
+    /// acknowledgements went out.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Clone, Default, Serialize)]
@@ -71,6 +74,15 @@ impl AmqpStatus {
         metrics::gauge!("tocsin_amqp_connected").set(if connected { 1.0 } else { 0.0 });
     }
 
+    /// Resolves once the consumer stopped for good: the pipeline closed
+    /// ([`crate::shutdown`]), every job it submitted was acknowledged or
+    /// rejected, and the connection is closed (the broker requeues what
+    /// was prefetched and not submitted).
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
     /// True while consuming.
     pub fn connected(&self) -> bool {
         self.inner.lock().connected
@@ -89,7 +101,24 @@ pub fn spawn(config: AmqpConfig, pipeline: PipelineHandle) -> Arc<AmqpStatus> {
     tokio::spawn(async move {
         let mut failures: u32 = 0;
         loop {
-            match session(&config, &pipeline, &st).await {
+            let session = session(&config, &pipeline, &st);
+            tokio::pin!(session);
+            let result = tokio::select! {
+                r = &mut session => r,
+                // Consuming: the session winds down itself. Still
+                // connecting: nothing was taken, drop it.
+                _ = pipeline.closing() => match st.connected() {
+                    true => session.await,
+                    false => Ok(()),
+                },
+            };
+            if pipeline.is_closed() {
+                st.set(false, None);
+                st.stopped.send_replace(true);
+                tracing::info!("RabbitMQ consumer stopped");
+                return;
+            }
+            match result {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -100,7 +129,10 @@ pub fn spawn(config: AmqpConfig, pipeline: PipelineHandle) -> Arc<AmqpStatus> {
             // Backoff with ±25 % jitter: 0.5 s, 1 s, 2 s ... capped at 30 s.
             let base = 500u64.saturating_mul(1 << failures.min(6)).min(30_000);
             let jittered = (base as f64 * rand::rng().random_range(0.75..=1.25)) as u64;
-            tokio::time::sleep(Duration::from_millis(jittered)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(jittered)) => {}
+                _ = pipeline.closing() => {}
+            }
         }
     });
     status
@@ -237,7 +269,12 @@ async fn session(
     let acks = tokio::spawn(settler.run(ack_rx));
 
     let result = loop {
-        let Some(first) = consumer.next().await else {
+        let next = tokio::select! {
+            biased;
+            _ = pipeline.closing() => break Ok(()),
+            d = consumer.next() => d,
+        };
+        let Some(first) = next else {
             break Err("the consumer was cancelled".to_string());
         };
         let mut batch = Vec::with_capacity(BATCH);
@@ -281,7 +318,12 @@ async fn session(
     };
     drop(ack_tx);
     let _ = acks.await;
-    let _ = conn.close(200, "tocsin reconnecting".into()).await;
+    let why = if pipeline.is_closed() {
+        "tocsin shutting down"
+    } else {
+        "tocsin reconnecting"
+    };
+    let _ = conn.close(200, why.into()).await;
     result
 }
 

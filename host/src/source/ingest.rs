@@ -12,7 +12,7 @@ use axum::response::Response;
 use super::{body, error};
 use crate::config::IngestConfig;
 use crate::event::Event;
-use crate::pipeline::{JobOutcome, PipelineHandle};
+use crate::pipeline::PipelineHandle;
 
 /// See the module documentation. Cheap to clone.
 #[derive(Clone)]
@@ -63,38 +63,44 @@ impl Ingest {
         body::read(headers, body, self.settings.max_body_bytes, source).await
     }
 
-    /// Queues `events` and counts the errors among them as received from
-    /// `source` (resolutions have their own `tocsin_resolutions_total`); on
-    /// failure (the engine is shutting down) the `503` to answer.
+    /// Queues `events`, counts the errors among them as received from
+    /// `source` (resolutions have their own `tocsin_resolutions_total`),
+    /// and returns once they are durable: what a `202` promises (see
+    /// [`super`]). On failure the `503` to answer: the engine is shutting
+    /// down, or what they caused could not be made durable (the sender
+    /// retries; rules that counted them recognise their ids).
     pub async fn submit(&self, source: &'static str, events: Vec<Event>) -> Result<(), Response> {
         if events.is_empty() {
             return Ok(());
         }
         let n = errors_among(&events);
-        self.pipeline
-            .submit(events)
-            .await
-            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
-        Ok(())
-    }
-
-    /// Like [`Self::submit`], and the receiver resolves once everything
-    /// the events caused is durable.
-    pub async fn submit_tracked(
-        &self,
-        source: &'static str,
-        events: Vec<Event>,
-    ) -> Result<tokio::sync::oneshot::Receiver<JobOutcome>, Response> {
-        let n = errors_among(&events);
-        let rx = self
+        let done = self
             .pipeline
             .submit_tracked(events)
             .await
-            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()))?;
         metrics::counter!("tocsin_events_received_total", "source" => source).increment(n);
-        Ok(rx)
+        let outcome = done
+            .await
+            .map_err(|_| unavailable("the pipeline is shutting down".into()))?;
+        outcome.durable.map_err(|e| {
+            metrics::counter!("tocsin_ingest_not_durable_total", "source" => source).increment(1);
+            unavailable(format!(
+                "the events could not be made durable ({e}); send them again"
+            ))
+        })
     }
+}
+
+/// `503` with `Retry-After`: nothing of the request was kept (or it may
+/// not have been), and a re-send later is right.
+fn unavailable(reason: String) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, reason);
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 /// How many of `events` are errors (what `tocsin_events_received_total`

@@ -17,6 +17,16 @@
 //! Every receiver turns its input into [`crate::event::Event`]s validated by
 //! [`crate::event::parse_event`] (so one set of rules decides what a valid
 //! event is) and submits them to the [`crate::pipeline::PipelineHandle`].
+//!
+//! **What an HTTP source's answer promises.** A `202` (`200` on the
+//! Alertmanager and Sentry endpoints) comes only once the events went
+//! through the pipeline and everything they caused (counters, dedup
+//! marks, notifications and their deliveries) is on disk, or committed to
+//! Redis: a crash after it loses none of them. A crash before it may have
+//! counted some; the sender retries with the same ids (`eventId`, the
+//! Alertmanager alert, the Sentry event id) and rules that counted them
+//! recognise them. Many requests waiting at once share one commit (the
+//! state store's group commit), so the wait is about one fsync.
 
 pub mod alertmanager;
 pub mod amqp;

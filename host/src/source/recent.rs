@@ -60,6 +60,14 @@ impl Recent {
             .insert(id.to_string(), (state, now.saturating_add(ttl)));
         true
     }
+
+    /// Forgets `ids`: they were not accepted after all (the submit
+    /// failed), so their re-send must get through.
+    pub fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            self.map.remove(id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +83,7 @@ mod tests {
         assert!(!s.first("a", Seen::Resolved, 3));
         assert!(s.first("a", Seen::Firing, 4));
         assert!(s.first("a", Seen::Firing, 5 + FIRING_TTL_MS));
+        s.forget(["a"]);
+        assert!(s.first("a", Seen::Firing, 6 + FIRING_TTL_MS));
     }
 }

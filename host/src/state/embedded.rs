@@ -6,7 +6,9 @@
 //! entry's new value to a log buffer under the same lock as the map update,
 //! and a flusher thread writes and fsyncs the buffer every couple of
 //! milliseconds. [`EmbeddedState::sync`] lets a caller wait for the commit
-//! that covers its changes (AMQP acks wait on it). On open, the snapshot and
+//! that covers its changes (AMQP acks and HTTP `202`s wait on it) and wakes
+//! the flusher at once: a waiter pays one fsync, not the rest of a period,
+//! and everyone who waits while that fsync runs shares the next one. On open, the snapshot and
 //! the log are replayed (last write wins, so replay is idempotent), a torn
 //! tail is cut off, and a fresh snapshot replaces both.
 
@@ -65,7 +67,32 @@ pub struct EmbeddedState {
     inner: Arc<Mutex<Inner>>,
     durable: tokio::sync::watch::Receiver<u64>,
     stop: Arc<AtomicBool>,
+    wake: Arc<Wake>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Cuts the flusher's pause short: someone waits for durability, or the
+/// store is closing.
+#[derive(Default)]
+struct Wake {
+    asked: Mutex<bool>,
+    cv: parking_lot::Condvar,
+}
+
+impl Wake {
+    fn ring(&self) {
+        *self.asked.lock() = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits up to `period` unless rung since the last wait.
+    fn pause(&self, period: Duration) {
+        let mut asked = self.asked.lock();
+        if !*asked {
+            self.cv.wait_for(&mut asked, period);
+        }
+        *asked = false;
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -102,19 +129,22 @@ impl EmbeddedState {
         }));
         let (tx, rx) = tokio::sync::watch::channel(0u64);
         let stop = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Wake::default());
         let flusher = {
             let inner = inner.clone();
             let stop = stop.clone();
+            let wake = wake.clone();
             let dir = dir.to_path_buf();
             std::thread::Builder::new()
                 .name("tocsin-state-flush".into())
-                .spawn(move || flush_loop(dir, log, inner, tx, stop))
+                .spawn(move || flush_loop(dir, log, inner, tx, stop, &wake))
                 .map_err(io_err(&log_path))?
         };
         Ok(Self {
             inner,
             durable: rx,
             stop,
+            wake,
             flusher: Mutex::new(Some(flusher)),
         })
     }
@@ -230,12 +260,26 @@ impl EmbeddedState {
 
     /// Waits until all changes made before this call are on disk.
     pub async fn sync(&self) -> Result<(), StateError> {
+        self.sync_point().await
+    }
+
+    /// What [`Self::sync`] waits for, taken now (the changes made so far,
+    /// and the flusher woken for them) and awaitable later: a worker hands
+    /// it to whoever answers the source and goes on with the next batch.
+    pub fn sync_point(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), StateError>> + Send + 'static {
         let target = self.inner.lock().seq;
         let mut rx = self.durable.clone();
-        rx.wait_for(|d| *d >= target)
-            .await
-            .map(|_| ())
-            .map_err(|_| StateError::Closed)
+        if *rx.borrow() < target {
+            self.wake.ring();
+        }
+        async move {
+            rx.wait_for(|d| *d >= target)
+                .await
+                .map(|_| ())
+                .map_err(|_| StateError::Closed)
+        }
     }
 
     /// Number of keys held (including not yet swept expired ones).
@@ -262,6 +306,7 @@ impl StateOps for EmbeddedState {
 impl Drop for EmbeddedState {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.wake.ring();
         if let Some(handle) = self.flusher.lock().take() {
             let _ = handle.join();
         }
@@ -356,6 +401,7 @@ fn flush_loop(
     inner: Arc<Mutex<Inner>>,
     durable: tokio::sync::watch::Sender<u64>,
     stop: Arc<AtomicBool>,
+    wake: &Wake,
 ) {
     let log_path = dir.join(LOG);
     let mut log_len = 0u64;
@@ -407,7 +453,7 @@ fn flush_loop(
             // What expired, and what failed calls made the host lift.
             crate::memory::give_back();
         }
-        std::thread::sleep(COMMIT_EVERY);
+        wake.pause(COMMIT_EVERY);
     }
 }
 

@@ -22,7 +22,7 @@ pub use embedded::EmbeddedState;
 pub use ops::{Entry, StateOps, WindowHit};
 pub use redis::RedisState;
 pub use redis::{Txn, TxnError};
-pub use scope::{BatchScope, CommitError, Receipt, Riders};
+pub use scope::{BatchScope, CommitError, Pending, Receipt, Riders};
 pub use usage::RuleUsage;
 
 /// Errors of a state backend.
@@ -94,6 +94,14 @@ impl StateStore {
             Self::Embedded(s) => s.sync().await,
             Self::Redis(s) => s.sync().await,
         }
+    }
+
+    /// [`Self::sync`] taken now, awaitable later (see
+    /// [`EmbeddedState::sync_point`]).
+    pub fn sync_point(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), StateError>> + Send + 'static {
+        self.local().sync_point()
     }
 
     /// Number of live keys, for metrics and the status API (a gauge, so

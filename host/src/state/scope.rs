@@ -58,7 +58,15 @@ pub struct BatchScope {
 pub struct Receipt {
     store: StateStore,
     leftover: Leftover,
+    /// Set when the commit point is still to come: a batch without riders
+    /// on local state is durable once this resolves (nothing waits on it
+    /// before the delivery stage, as the batch delivers nothing).
+    pub pending: Option<Pending>,
 }
+
+/// A commit point not reached yet (see [`Receipt::pending`]).
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'static>>;
 
 enum Leftover {
     Nothing,
@@ -67,13 +75,15 @@ enum Leftover {
 }
 
 impl Receipt {
-    /// Drops what only had to last until the riders were recorded.
-    pub async fn finish(self) {
+    /// Drops what only had to last until the riders were recorded;
+    /// returns the commit point still to come, if any.
+    pub async fn finish(self) -> Option<Pending> {
         match self.leftover {
             Leftover::Nothing => {}
             Leftover::Intent(key) => self.store.drop_intent(&key).await,
             Leftover::SharedFields(txn, fields) => txn.forget_fields(&fields).await,
         }
+        self.pending
     }
 }
 
@@ -129,20 +139,23 @@ impl BatchScope {
     }
 
     /// The commit point: makes the batch's state changes and `riders`
-    /// durable at once. Without riders and without `sync` there is nothing
-    /// to wait for on local state. The [`Receipt`] is finished once the
+    /// durable at once. Without riders on local state nothing waits here:
+    /// with `sync`, the receipt's [`Receipt::pending`] resolves at the
+    /// commit point. The [`Receipt`] is finished once the
     /// riders are recorded where they go next.
     pub async fn commit(&self, riders: &dyn Riders, sync: bool) -> Result<Receipt, CommitError> {
         let store = self.store.clone();
         let Some(txn) = &self.txn else {
             let leftover = if riders.is_empty() {
-                if !sync {
-                    return Ok(Receipt {
-                        store,
-                        leftover: Leftover::Nothing,
-                    });
-                }
-                Leftover::Nothing
+                let pending = sync.then(|| -> Pending {
+                    let point = store.sync_point();
+                    Box::pin(async move { point.await.map_err(|e| e.to_string()) })
+                });
+                return Ok(Receipt {
+                    store,
+                    leftover: Leftover::Nothing,
+                    pending,
+                });
             } else {
                 let intent = riders
                     .intent()
@@ -153,7 +166,11 @@ impl BatchScope {
                 .sync()
                 .await
                 .map_err(|e| CommitError::Failed(e.to_string()))?;
-            return Ok(Receipt { store, leftover });
+            return Ok(Receipt {
+                store,
+                leftover,
+                pending: None,
+            });
         };
         let (fields, settled) = riders.shared_fields();
         txn.ride(fields).await;
@@ -175,6 +192,7 @@ impl BatchScope {
             } else {
                 Leftover::SharedFields(txn.clone(), settled)
             },
+            pending: None,
         })
     }
 }

@@ -25,11 +25,34 @@ pub(super) struct RawAlert {
 
 /// A valid alert as an event: a new error, or the end of one (`resolved`
 /// set, see [`crate::pipeline::resolve`]).
-pub(super) struct Parsed {
+pub struct Parsed {
     /// The alert's id ([`stable_id`]) whatever its state: what re-sends
     /// are recognised by.
-    pub(super) alert_id: String,
-    pub(super) event: Event,
+    pub alert_id: String,
+    pub event: Event,
+}
+
+/// Reads `items` as alerts (`webhook`: in the webhook payload's shape,
+/// with `extra` labels): the valid ones as events, and every error of the
+/// others. Pure, so the fuzzer (`fuzz/`) drives exactly what a request
+/// does.
+pub fn parse_alerts(
+    items: &[Value],
+    webhook: bool,
+    extra: &[(String, String)],
+    received_at: i64,
+) -> (Vec<Parsed>, Vec<FieldError>) {
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match read_alert(i, item, received_at, webhook)
+            .and_then(|a| a.classify(i, received_at, extra))
+        {
+            Ok(p) => parsed.push(p),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    (parsed, errors)
 }
 
 /// Reads the shape of item `i`; `webhook` items carry `status` and

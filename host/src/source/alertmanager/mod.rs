@@ -46,8 +46,7 @@ use serde_json::{json, Value};
 
 mod mapping;
 
-pub use mapping::{label_fingerprint, resolution_id, stable_id};
-use mapping::{read_alert, Parsed};
+pub use mapping::{label_fingerprint, parse_alerts, resolution_id, stable_id, Parsed};
 
 use super::recent::Seen;
 use super::{auth, Ingest};
@@ -213,17 +212,7 @@ async fn accept(
     webhook: bool,
     extra: &[(String, String)],
 ) -> Result<Outcome, Response> {
-    let received_at = now_ms();
-    let mut parsed = Vec::new();
-    let mut errors = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match read_alert(i, item, received_at, webhook)
-            .and_then(|a| a.classify(i, received_at, extra))
-        {
-            Ok(p) => parsed.push(p),
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
+    let (parsed, errors) = parse_alerts(items, webhook, extra, now_ms());
     let outcome = submit(ingest, parsed).await?;
     if !errors.is_empty() {
         return Err(super::invalid(
@@ -240,6 +229,7 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
     let now = now_ms();
     let mut outcome = Outcome::default();
     let mut events = Vec::new();
+    let mut ids = Vec::new();
     {
         let mut seen = ingest.recent().lock();
         for p in parsed {
@@ -255,6 +245,7 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
                 Seen::Firing => outcome.events += 1,
                 Seen::Resolved => outcome.resolutions += 1,
             }
+            ids.push(p.alert_id);
             events.push(p.event);
         }
     }
@@ -266,6 +257,12 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
         metrics::counter!("tocsin_resolutions_total", "source" => SOURCE)
             .increment(outcome.resolutions as u64);
     }
-    ingest.submit(SOURCE, events).await?;
+    if let Err(r) = ingest.submit(SOURCE, events).await {
+        ingest
+            .recent()
+            .lock()
+            .forget(ids.iter().map(String::as_str));
+        return Err(r);
+    }
     Ok(outcome)
 }
