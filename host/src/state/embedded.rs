@@ -8,7 +8,17 @@
 //! milliseconds. [`EmbeddedState::sync`] lets a caller wait for the commit
 //! that covers its changes (AMQP acks and HTTP `202`s wait on it) and wakes
 //! the flusher at once: a waiter pays one fsync, not the rest of a period,
-//! and everyone who waits while that fsync runs shares the next one. On open, the snapshot and
+//! and everyone who waits while that fsync runs shares the next one.
+//!
+//! **Whole batches only.** A pipeline batch writes its dedup marks before
+//! its plugin's counters; a log cut between them would, after a crash,
+//! say "counted" of events whose counts were lost (and the re-sent events
+//! would be skipped). So a batch holds [`EmbeddedState::open_batch`] from
+//! its first write to its commit point, and the flusher cuts the buffer
+//! only while no batch is open (a waiting cut holds new batches back, so
+//! it is never starved): every durable prefix of the log is the state
+//! after a set of whole batches, including what batches read of each
+//! other. On open, the snapshot and
 //! the log are replayed (last write wins, so replay is idempotent), a torn
 //! tail is cut off, and a fresh snapshot replaces both.
 
@@ -68,6 +78,9 @@ pub struct EmbeddedState {
     durable: tokio::sync::watch::Receiver<u64>,
     stop: Arc<AtomicBool>,
     wake: Arc<Wake>,
+    /// Held (shared) by open batches, taken (exclusive) by the flusher to
+    /// cut the buffer: see the module documentation.
+    gate: Arc<tokio::sync::RwLock<()>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -94,6 +107,9 @@ impl Wake {
         *asked = false;
     }
 }
+
+/// An open batch (see [`EmbeddedState::open_batch`]).
+pub type BatchGuard = tokio::sync::OwnedRwLockReadGuard<()>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io {
@@ -130,14 +146,16 @@ impl EmbeddedState {
         let (tx, rx) = tokio::sync::watch::channel(0u64);
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Wake::default());
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
         let flusher = {
             let inner = inner.clone();
             let stop = stop.clone();
             let wake = wake.clone();
+            let gate = gate.clone();
             let dir = dir.to_path_buf();
             std::thread::Builder::new()
                 .name("tocsin-state-flush".into())
-                .spawn(move || flush_loop(dir, log, inner, tx, stop, &wake))
+                .spawn(move || flush_loop(dir, log, inner, tx, stop, &wake, &gate))
                 .map_err(io_err(&log_path))?
         };
         Ok(Self {
@@ -145,6 +163,7 @@ impl EmbeddedState {
             durable: rx,
             stop,
             wake,
+            gate,
             flusher: Mutex::new(Some(flusher)),
         })
     }
@@ -256,6 +275,13 @@ impl EmbeddedState {
             }
             Self::log_del(&mut inner, &k);
         }
+    }
+
+    /// Opens a batch: until the guard is dropped, no log cut falls inside
+    /// its writes. Drop it before waiting for [`Self::sync`] (that waits
+    /// for a cut).
+    pub async fn open_batch(&self) -> BatchGuard {
+        self.gate.clone().read_owned().await
     }
 
     /// Waits until all changes made before this call are on disk.
@@ -402,6 +428,7 @@ fn flush_loop(
     durable: tokio::sync::watch::Sender<u64>,
     stop: Arc<AtomicBool>,
     wake: &Wake,
+    gate: &tokio::sync::RwLock<()>,
 ) {
     let log_path = dir.join(LOG);
     let mut log_len = 0u64;
@@ -409,6 +436,8 @@ fn flush_loop(
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let (buf, seq) = {
+            // A cut between whole batches (see the module documentation).
+            let _cut = gate.blocking_write();
             let mut g = inner.lock();
             (std::mem::take(&mut g.pending), g.seq)
         };

@@ -117,11 +117,15 @@ impl StateStore {
     /// Starts a batch over `rules` (see [`BatchScope`]).
     pub async fn begin(&self, rules: &[&str]) -> Result<BatchScope, TxnError> {
         match self {
-            Self::Embedded(_) => Ok(BatchScope::direct(self.clone(), false, None)),
+            Self::Embedded(s) => {
+                let open = s.open_batch().await;
+                Ok(BatchScope::direct(self.clone(), false, None, open))
+            }
             Self::Redis(s) => Ok(match s.begin(rules).await? {
                 redis::Begun::Txn(t) => BatchScope::shared(self.clone(), Arc::from(t)),
                 redis::Begun::Local(local, guard) => {
-                    BatchScope::direct(Self::Embedded(local), true, Some(guard))
+                    let open = local.open_batch().await;
+                    BatchScope::direct(Self::Embedded(local), true, Some(guard), open)
                 }
             }),
         }

@@ -51,6 +51,10 @@ pub struct BatchScope {
     /// writes a journal entry for the replay ([`super::JOURNAL_PREFIX`]).
     pub journal: bool,
     _local: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+    /// The batch is open on the local log (see
+    /// [`super::embedded::EmbeddedState::open_batch`]); dropped at the
+    /// commit point, before waiting for the log.
+    open: parking_lot::Mutex<Option<super::embedded::BatchGuard>>,
 }
 
 /// What is left to do once the riders are recorded elsewhere (the local
@@ -89,13 +93,19 @@ impl Receipt {
 
 impl BatchScope {
     /// A scope on the embedded store (or Redis's local fallback).
-    pub(super) fn direct(store: StateStore, journal: bool, guard: Option<Guard>) -> Self {
+    pub(super) fn direct(
+        store: StateStore,
+        journal: bool,
+        guard: Option<Guard>,
+        open: super::embedded::BatchGuard,
+    ) -> Self {
         Self {
             view: StateView::Direct(store.clone()),
             store,
             txn: None,
             journal,
             _local: guard,
+            open: parking_lot::Mutex::new(Some(open)),
         }
     }
 
@@ -107,6 +117,7 @@ impl BatchScope {
             txn: Some(txn),
             journal: false,
             _local: None,
+            open: parking_lot::Mutex::new(None),
         }
     }
 
@@ -147,6 +158,7 @@ impl BatchScope {
         let store = self.store.clone();
         let Some(txn) = &self.txn else {
             let leftover = if riders.is_empty() {
+                self.open.lock().take();
                 let pending = sync.then(|| -> Pending {
                     let point = store.sync_point();
                     Box::pin(async move { point.await.map_err(|e| e.to_string()) })
@@ -162,6 +174,8 @@ impl BatchScope {
                     .map_err(|e| CommitError::Failed(format!("encoding the outbox intent: {e}")))?;
                 Leftover::Intent(store.put_intent(intent).await)
             };
+            // The batch's writes are done: a cut may come.
+            self.open.lock().take();
             store
                 .sync()
                 .await
