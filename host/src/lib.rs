@@ -17,6 +17,7 @@ pub mod config;
 pub mod deliver;
 pub mod engine;
 pub mod event;
+pub mod fuzzing;
 pub mod memory;
 pub mod pipeline;
 pub mod plugin;

@@ -8,9 +8,12 @@
 //! - `bench [--quick] [--only N,..] [--runs N]` — the benchmark suite:
 //!   build the plugins and the release binaries, run the aggregation
 //!   benchmark and `tocsin-bench`, which writes `BENCHMARKS.md`.
+//! - `fuzz [--seconds N] [--only T,..]` — every parser under libFuzzer
+//!   (`fuzz/`), executions per target, fails on a crash.
 
 mod bench;
 mod clients;
+mod fuzz;
 mod plugins;
 mod services;
 
@@ -81,9 +84,10 @@ fn main() -> Result<()> {
             status(c, "plugin unit tests")
         }
         "bench" => bench::run(&root, &rest),
+        "fuzz" => fuzz::run(&root, &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | clients | run [ARGS] | test [ARGS] | bench [ARGS]>"
+                "usage: cargo xtask <plugins | clients | run [ARGS] | test [ARGS] | bench [ARGS] | fuzz [ARGS]>"
             );
             std::process::exit(2);
         }
