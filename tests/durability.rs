@@ -198,6 +198,32 @@ where
     Ok(())
 }
 
+/// An engine with the rule on `channel` (of plugin `plugin`), and `n`
+/// events over `services` services being sent to it, once `1/part` of
+/// them got a `202`.
+async fn under_load(
+    plugin: &'static str,
+    channel: &str,
+    n: usize,
+    services: usize,
+    part: usize,
+) -> Result<(Tocsin, Arc<Vec<Value>>, Sender)> {
+    let t = Tocsin::start(Setup {
+        plugins: vec!["threshold", plugin],
+        default_rules: false,
+        rules: vec![("durable.toml".into(), rule(channel))],
+        ..Setup::default()
+    })
+    .await?;
+    let batches = Arc::new(batches(n, services));
+    let sender = Sender::start(t.url("/v1/events"), batches.clone());
+    wait_for("a share of the events accepted", WAIT, || async {
+        Ok(sender.accepted() * BATCH >= n / part)
+    })
+    .await?;
+    Ok((t, batches, sender))
+}
+
 /// The key of every notification of the rule `durable` (the service).
 async fn notified(t: &Tocsin) -> Result<Vec<String>> {
     let n = t
@@ -218,22 +244,8 @@ async fn every_202_survives_sigkill_under_10k_events_per_second() -> Result<()> 
     const N: usize = 40_000;
     const SERVICES: usize = 40;
     let mut hog = CpuHog::start()?;
-    let mut t = Tocsin::start(Setup {
-        plugins: vec!["threshold", "log"],
-        default_rules: false,
-        rules: vec![(
-            "durable.toml".into(),
-            rule("[[channels]]\nplugin = \"log\"\n"),
-        )],
-        ..Setup::default()
-    })
-    .await?;
-    let batches = Arc::new(batches(N, SERVICES));
-    let sender = Sender::start(t.url("/v1/events"), batches.clone());
-    wait_for("a quarter of the events accepted", WAIT, || async {
-        Ok(sender.accepted() * BATCH >= N / 4)
-    })
-    .await?;
+    let (mut t, batches, sender) =
+        under_load("log", "[[channels]]\nplugin = \"log\"\n", N, SERVICES, 4).await?;
     t.kill()?;
     let accepted_at_kill = sender.accepted() * BATCH;
     let took = sender.started.elapsed();
@@ -265,19 +277,7 @@ async fn sigterm_under_load_loses_no_event_and_no_delivery() -> Result<()> {
          grants = {{ http = [\"127.0.0.1\"] }}\n",
         hook.url()
     );
-    let mut t = Tocsin::start(Setup {
-        plugins: vec!["threshold", "webhook"],
-        default_rules: false,
-        rules: vec![("durable.toml".into(), rule(&channel))],
-        ..Setup::default()
-    })
-    .await?;
-    let batches = Arc::new(batches(N, SERVICES));
-    let sender = Sender::start(t.url("/v1/events"), batches.clone());
-    wait_for("a third of the events accepted", WAIT, || async {
-        Ok(sender.accepted() * BATCH >= N / 3)
-    })
-    .await?;
+    let (mut t, batches, sender) = under_load("webhook", &channel, N, SERVICES, 3).await?;
     let stopping = Instant::now();
     t.stop()?;
     let stop_took = stopping.elapsed();
