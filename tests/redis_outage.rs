@@ -141,3 +141,111 @@ async fn a_redis_outage_on_a_busy_machine_loses_no_alert() -> anyhow::Result<()>
     assert!(hog.running(), "the CPU hog ran for the whole test");
     Ok(())
 }
+
+/// The next notification on `ws`, as (service, count).
+async fn next_alert(ws: &mut tocsin_tests::Ws) -> anyhow::Result<(String, u64)> {
+    let n = ws.next(WAIT).await?;
+    Ok((
+        n["labels"]["service"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        n["count"].as_u64().unwrap_or_default(),
+    ))
+}
+
+/// Waits until `t` is no longer degraded (its batches commit to Redis).
+async fn back_on_redis(t: &Tocsin) -> anyhow::Result<()> {
+    wait_for("back on Redis", WAIT, || async {
+        let ready: serde_json::Value = t.http.get(t.url("/readyz")).send().await?.json().await?;
+        Ok(ready["degraded"].as_array().is_some_and(Vec::is_empty))
+    })
+    .await
+}
+
+/// A commit whose answer is lost on the wire (Redis applied it) goes on as
+/// committed; a commit lost before Redis saw it is redone. Either way each
+/// event is counted once: the marker the commit writes settles the
+/// unknown outcome (`tocsin_state_commits_unanswered_total{outcome}`).
+/// The loss is made by a relay in front of the real Redis
+/// ([`tocsin_tests::redis_proxy`]), on the commit's own request.
+#[tokio::test]
+async fn an_unanswered_commit_is_counted_once() -> anyhow::Result<()> {
+    use tocsin_tests::redis_proxy::{Loss, RedisProxy};
+    let _one = PAUSING.lock().await;
+    let proxy = RedisProxy::start("127.0.0.1:6379").await?;
+    let rule = r#"
+[match]
+codes = ["UNANSWERED"]
+[aggregate]
+plugin = "threshold"
+config = { threshold = 10, window = "1h" }
+[[channels]]
+plugin = "websocket"
+grants = { websocket = true }
+"#;
+    let t = Tocsin::start(Setup {
+        plugins: vec!["threshold", "websocket"],
+        default_rules: false,
+        rules: vec![("unanswered.toml".into(), rule.into())],
+        env: vec![
+            ("TOCSIN_REDIS_URL".into(), proxy.url.clone()),
+            (
+                "TOCSIN_REDIS_PREFIX".into(),
+                format!("t-{}:", uuid::Uuid::new_v4().simple()),
+            ),
+            ("TOCSIN_ENGINE_WORKERS".into(), "1".into()),
+            ("TOCSIN_REDIS_OUTAGE_AFTER_MS".into(), "1000".into()),
+        ],
+        ..Setup::default()
+    })
+    .await?;
+    let mut ws = t.ws("").await?;
+    let outcome = |o: &'static str| {
+        let t = &t;
+        async move {
+            t.metric("tocsin_state_commits_unanswered_total", &[("outcome", o)])
+                .await
+        }
+    };
+
+    // Key a: 5 counted, then 5 whose commit applies but is not answered.
+    t.send("UNANSWERED", "a", 5, "before").await?;
+    proxy.arm(Loss::Answer);
+    t.send("UNANSWERED", "a", 5, "answer lost").await?;
+    assert_eq!(proxy.fired(), 1, "the relay lost the commit's answer");
+    assert_eq!(next_alert(&mut ws).await?, ("a".into(), 10));
+    assert_eq!(outcome("applied").await?, 1.0, "resolved as applied");
+
+    // Key b: 10 events whose commit never reaches Redis: redone. (The
+    // lost answer made the instance degraded until Redis answered again.)
+    back_on_redis(&t).await?;
+    proxy.arm(Loss::Request);
+    t.send("UNANSWERED", "b", 10, "request lost").await?;
+    assert_eq!(proxy.fired(), 2, "the relay lost the commit's request");
+    assert_eq!(next_alert(&mut ws).await?, ("b".into(), 10));
+    assert_eq!(
+        outcome("not_applied").await?,
+        1.0,
+        "resolved as not applied"
+    );
+
+    // Nothing was counted twice: 9 more for a and for b alert nothing (if
+    // a lost batch had counted twice they would), as the barrier key c's
+    // alert arrives first; the 10th alerts.
+    back_on_redis(&t).await?;
+    t.send("UNANSWERED", "a", 9, "after").await?;
+    t.send("UNANSWERED", "b", 9, "after").await?;
+    t.send("UNANSWERED", "c", 10, "barrier").await?;
+    assert_eq!(
+        next_alert(&mut ws).await?,
+        ("c".into(), 10),
+        "a or b alerted early: a lost commit was counted twice"
+    );
+    t.send("UNANSWERED", "a", 1, "tenth").await?;
+    assert_eq!(next_alert(&mut ws).await?, ("a".into(), 10));
+    t.send("UNANSWERED", "b", 1, "tenth").await?;
+    assert_eq!(next_alert(&mut ws).await?, ("b".into(), 10));
+    assert_eq!(proxy.fired(), 2);
+    Ok(())
+}

@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub mod load;
 pub mod peers;
 pub mod rabbit;
+pub mod redis_proxy;
+pub mod tls;
 
 /// The repository root.
 pub fn root() -> PathBuf {

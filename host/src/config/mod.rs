@@ -158,6 +158,13 @@ pub const KEYS: &[Key] = &[
         doc: "longest a SIGTERM drain lasts (intake answers 503, the queue drains, deliveries in flight finish); a second signal exits at once",
     },
     Key {
+        section: "engine",
+        key: "purge_removed_after_secs",
+        kind: Kind::Int,
+        default: "300",
+        doc: "a removed rule's state (counters, values, dedup marks) is dropped this long after its file goes, unless it comes back",
+    },
+    Key {
         section: "sandbox",
         key: "call_timeout_ms",
         kind: Kind::Int,
@@ -443,6 +450,8 @@ pub struct EngineConfig {
     pub traces: usize,
     /// The longest a graceful shutdown waits ([`crate::shutdown`]).
     pub shutdown_secs: u64,
+    /// How long a removed rule's state outlives it ([`crate::catalog`]).
+    pub purge_removed_after_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -457,6 +466,7 @@ impl Default for EngineConfig {
             dedup_ttl_secs: 3600,
             traces: 10_000,
             shutdown_secs: 10,
+            purge_removed_after_secs: 300,
         }
     }
 }

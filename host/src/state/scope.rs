@@ -192,10 +192,17 @@ impl BatchScope {
             Ok(()) => {}
             // Applied after all: go on as committed (redoing would count twice).
             Err(TxnError::Unknown(e)) => {
-                if !txn.resolve().await {
+                let applied = txn.resolve().await;
+                metrics::counter!("tocsin_state_commits_unanswered_total",
+                    "outcome" => if applied { "applied" } else { "not_applied" })
+                .increment(1);
+                if !applied {
+                    tracing::warn!(error = %e, "a commit Redis did not answer had not applied; the batch is redone");
                     return Err(CommitError::Again(e));
                 }
-                tracing::info!("a commit Redis did not answer had applied");
+                tracing::info!(
+                    "a commit Redis did not answer had applied; the batch goes on as committed"
+                );
             }
             Err(e) => return Err(CommitError::Again(e.to_string())),
         }
