@@ -164,3 +164,59 @@ async fn a_leaking_plugin_is_renewed_before_its_memory_cap() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// A rule whose plugin fails on an event does not fail the answer: the
+/// `202` lists the event under `failed`, the other rules counted it, and
+/// a re-send is recognised by them (not counted twice) while the failing
+/// rule tries again.
+#[tokio::test]
+async fn a_failing_rule_is_listed_in_the_answer_and_others_count_once() -> anyhow::Result<()> {
+    let healthy = rule("BOTH", "threshold").replace(
+        "plugin = \"threshold\"",
+        "plugin = \"threshold\"\nconfig = { threshold = 1, window = \"1h\" }",
+    );
+    let t = Tocsin::start(Setup {
+        plugins: vec!["threshold", "websocket", "panic"],
+        default_rules: false,
+        rules: vec![
+            ("panics.toml".into(), rule("BOTH", "panic")),
+            ("healthy.toml".into(), healthy),
+        ],
+        ..Setup::default()
+    })
+    .await?;
+    let mut ws = t.ws("?rule=healthy").await?;
+    let mut ev = tocsin_tests::event("BOTH", "high", "s", "panic first");
+    ev["eventId"] = "both-1".into();
+    for attempt in 1..=2 {
+        let (status, body) = t.post_events(&ev).await?;
+        assert_eq!(status, 202, "{body}");
+        let failed = &body["failed"];
+        assert_eq!(failed[0]["id"], "both-1", "attempt {attempt}: {body}");
+        let error = failed[0]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("panics") && error.contains("boom"),
+            "the error names the rule and the panic: {body}"
+        );
+        assert_eq!(
+            t.metric("tocsin_ingest_rule_failures_total", &[("source", "http")])
+                .await?,
+            attempt as f64
+        );
+    }
+    let n = ws.next(WAIT).await?;
+    assert!(n.to_string().contains("panic first"), "{n}");
+    // The re-send was not counted again by the healthy rule: its next
+    // notification is the next event's.
+    let mut next = tocsin_tests::event("BOTH", "high", "s", "second event");
+    next["eventId"] = "both-2".into();
+    let (status, body) = t.post_events(&next).await?;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.get("failed").is_none(), "nothing failed: {body}");
+    let n = ws.next(WAIT).await?;
+    assert!(
+        n.to_string().contains("second event"),
+        "the re-sent event was counted twice: {n}"
+    );
+    Ok(())
+}

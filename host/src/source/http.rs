@@ -15,7 +15,9 @@ use crate::event::{now_ms, parse_batch};
 const SOURCE: &str = "http";
 
 /// Validates the whole batch, then queues it: `202 {"accepted": n}`, or
-/// `400` listing every bad item and field with nothing accepted. With
+/// `400` listing every bad item and field with nothing accepted. A `202`
+/// lists under `failed` the events a rule's plugin failed to count (they
+/// are durable for every other rule; sending them again is safe). With
 /// `[ingest] token` set, requires `Authorization: Bearer <token>` (`401`).
 /// Bodies may be compressed; too large ones get `413`.
 pub async fn post_events(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
@@ -32,11 +34,24 @@ pub async fn post_events(State(ingest): State<Ingest>, headers: HeaderMap, body:
             let n = events.len();
             let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
             match ingest.submit(SOURCE, events).await {
-                Ok(()) => (
+                Ok(failed) if failed.is_empty() => (
                     StatusCode::ACCEPTED,
                     Json(json!({ "accepted": n, "ids": ids })),
                 )
                     .into_response(),
+                // Durable, and counted by every other rule: a re-send is
+                // safe and lets the failing rule try again.
+                Ok(failed) => {
+                    let failed: Vec<_> = ids
+                        .iter()
+                        .filter_map(|id| failed.get(id).map(|e| json!({ "id": id, "error": e })))
+                        .collect();
+                    (
+                        StatusCode::ACCEPTED,
+                        Json(json!({ "accepted": n, "ids": ids, "failed": failed })),
+                    )
+                        .into_response()
+                }
                 Err(r) => r,
             }
         }

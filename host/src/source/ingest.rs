@@ -3,6 +3,7 @@
 //! the ids seen recently, nothing of the rest of the engine. Like Vector's `SourceContext`, it
 //! keeps sources from depending on the engine that depends on them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -66,12 +67,19 @@ impl Ingest {
     /// Queues `events`, counts the errors among them as received from
     /// `source` (resolutions have their own `tocsin_resolutions_total`),
     /// and returns once they are durable: what a `202` promises (see
-    /// [`super`]). On failure the `503` to answer: the engine is shutting
-    /// down, or what they caused could not be made durable (the sender
-    /// retries; rules that counted them recognise their ids).
-    pub async fn submit(&self, source: &'static str, events: Vec<Event>) -> Result<(), Response> {
+    /// [`super`]), with the events a rule failed to count (event id →
+    /// the rule and its error; counted in
+    /// `tocsin_ingest_rule_failures_total{source}`). On failure the `503`
+    /// to answer: the engine is shutting down, or what they caused could
+    /// not be made durable (the sender retries; rules that counted them
+    /// recognise their ids).
+    pub async fn submit(
+        &self,
+        source: &'static str,
+        events: Vec<Event>,
+    ) -> Result<HashMap<String, String>, Response> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(HashMap::new());
         }
         let n = errors_among(&events);
         let done = self
@@ -88,7 +96,12 @@ impl Ingest {
             unavailable(format!(
                 "the events could not be made durable ({e}); send them again"
             ))
-        })
+        })?;
+        if !outcome.failed.is_empty() {
+            metrics::counter!("tocsin_ingest_rule_failures_total", "source" => source)
+                .increment(outcome.failed.len() as u64);
+        }
+        Ok(outcome.failed)
     }
 }
 

@@ -245,7 +245,7 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
                 Seen::Firing => outcome.events += 1,
                 Seen::Resolved => outcome.resolutions += 1,
             }
-            ids.push(p.alert_id);
+            ids.push((p.event.event_id.clone(), p.alert_id));
             events.push(p.event);
         }
     }
@@ -257,12 +257,26 @@ async fn submit(ingest: &Ingest, parsed: Vec<Parsed>) -> Result<Outcome, Respons
         metrics::counter!("tocsin_resolutions_total", "source" => SOURCE)
             .increment(outcome.resolutions as u64);
     }
-    if let Err(r) = ingest.submit(SOURCE, events).await {
-        ingest
-            .recent()
-            .lock()
-            .forget(ids.iter().map(String::as_str));
-        return Err(r);
+    match ingest.submit(SOURCE, events).await {
+        Err(r) => {
+            ingest
+                .recent()
+                .lock()
+                .forget(ids.iter().map(|(_, alert)| alert.as_str()));
+            Err(r)
+        }
+        // A rule failed to count some: the sender's next re-send of those
+        // (Prometheus re-sends every minute) gets through, so the rule
+        // tries again; the rules that counted them recognise the ids.
+        Ok(failed) => {
+            if !failed.is_empty() {
+                ingest.recent().lock().forget(
+                    ids.iter()
+                        .filter(|(event, _)| failed.contains_key(event))
+                        .map(|(_, alert)| alert.as_str()),
+                );
+            }
+            Ok(outcome)
+        }
     }
-    Ok(outcome)
 }

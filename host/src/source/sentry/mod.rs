@@ -186,7 +186,7 @@ pub async fn store(
     let ctx = Ctx::new(cfg, &project);
     match map_event(0, &value, &ctx, None, now_ms()) {
         Ok((event, id)) => match ingest.submit(SOURCE, vec![event]).await {
-            Ok(()) => Json(json!({ "id": id })).into_response(),
+            Ok(_) => Json(json!({ "id": id })).into_response(),
             Err(r) => r,
         },
         Err(errors) => super::invalid(SOURCE, "event", 0, &errors),
