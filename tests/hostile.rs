@@ -328,3 +328,74 @@ async fn eighteen_attacks_are_contained() -> anyhow::Result<()> {
     assert_eq!(health["status"], "ok");
     Ok(())
 }
+
+/// A removed rule's state is dropped once the rule has stayed gone for
+/// `[engine] purge_removed_after_secs`, so what a plugin made the host
+/// hold comes back with the rule's removal, not only with expiry; a rule
+/// put back in time keeps its state, and one put back after the purge
+/// starts empty.
+#[tokio::test]
+async fn a_removed_rules_state_is_dropped() -> anyhow::Result<()> {
+    let hoard = rule("HOARD", "hostile", "websocket", "websocket = true");
+    let t = Tocsin::start(Setup {
+        plugins: vec!["hostile", "websocket"],
+        default_rules: false,
+        rules: vec![("hoard.toml".into(), hoard.clone())],
+        env: vec![("TOCSIN_ENGINE_PURGE_REMOVED_AFTER_SECS".into(), "10".into())],
+        ..Setup::default()
+    })
+    .await?;
+    let keys = || async {
+        let r = t.rule_status("hoard").await?;
+        anyhow::Ok(r["state"]["keys"].as_u64().unwrap_or(0))
+    };
+    let listed = |want: bool| {
+        let t = &t;
+        async move {
+            wait_for(&format!("hoard listed: {want}"), WAIT, || async {
+                Ok(t.rule_status("hoard").await.is_ok() == want)
+            })
+            .await
+        }
+    };
+    // `many-keys` writes until its per-call quota stops it; what it wrote
+    // stays (no TTL).
+    post(&t, "HOARD", "many-keys").await?;
+    wait_for("hoard's keys held", WAIT, || async {
+        Ok(keys().await? > 1000)
+    })
+    .await?;
+    let held = keys().await?;
+    let all = t.metric("tocsin_state_keys", &[]).await?;
+    assert!(all >= held as f64, "{all} keys in all, {held} hoard's");
+    let file = t.rules_dir.join("hoard.toml");
+
+    // Gone and back within the grace period: kept.
+    std::fs::remove_file(&file)?;
+    listed(false).await?;
+    t.write_rule("hoard.toml", &hoard)?;
+    listed(true).await?;
+    assert_eq!(keys().await?, held, "state kept for a rule back in time");
+
+    // Gone for good: dropped.
+    std::fs::remove_file(&file)?;
+    listed(false).await?;
+    wait_for("hoard's state purged", Duration::from_secs(60), || async {
+        Ok(t.metric("tocsin_state_rules_purged_total", &[]).await? >= 1.0)
+    })
+    .await?;
+    assert_eq!(
+        t.metric("tocsin_state_rules_purged_total", &[]).await?,
+        1.0,
+        "the removal that was undone purged nothing"
+    );
+    let left = t.metric("tocsin_state_keys", &[]).await?;
+    assert!(
+        left <= all - held as f64,
+        "{left} keys left of {all}; hoard held {held}"
+    );
+    t.write_rule("hoard.toml", &hoard)?;
+    listed(true).await?;
+    assert_eq!(keys().await?, 0, "back after the purge: empty");
+    Ok(())
+}

@@ -109,6 +109,12 @@ pub async fn load_catalog(
     )
     .with_default_retry(crate::deliver::RetryPolicy::from(&config.delivery))
     .with_background_compiles(background);
+    if background {
+        // A running engine (not `tocsin check`) drops removed rules' state.
+        catalog = catalog.with_purge_after(std::time::Duration::from_secs(
+            config.engine.purge_removed_after_secs,
+        ));
+    }
     let report = catalog.reload().await;
     Ok((runtime, catalog, report))
 }

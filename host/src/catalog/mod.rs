@@ -12,6 +12,7 @@
 mod background;
 mod compile;
 mod generation;
+mod purge;
 pub mod rule;
 mod status;
 pub mod watcher;
@@ -106,6 +107,8 @@ pub struct Catalog {
     next_id: u64,
     default_retry: crate::deliver::RetryPolicy,
     compiler: background::Compiler,
+    /// Drops removed rules' state ([`purge`]).
+    purger: purge::Purger,
     /// The other end of the compiler's wake-ups, until the watcher takes it.
     wake: (
         tokio::sync::mpsc::UnboundedSender<()>,
@@ -135,6 +138,7 @@ impl Catalog {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             compiler: background::Compiler::new(tx.clone()),
+            purger: purge::Purger::default(),
             wake: (tx, Some(rx)),
             rt,
             plugins_dir,
@@ -150,6 +154,13 @@ impl Catalog {
     /// Sets the retry policy of channels whose rule sets none (`[delivery]`).
     pub fn with_default_retry(mut self, policy: crate::deliver::RetryPolicy) -> Self {
         self.default_retry = policy;
+        self
+    }
+
+    /// Drops a removed rule's state once it has been gone for `after`
+    /// ([`purge`]); a running engine's choice, never `tocsin check`'s.
+    pub fn with_purge_after(mut self, after: std::time::Duration) -> Self {
+        self.purger.set_after(after);
         self
     }
 
@@ -190,6 +201,14 @@ impl Catalog {
         let rules_changed = self.reload_rules(&mut report, plugins_changed).await;
         if plugins_changed || rules_changed {
             self.publish();
+        }
+        if rules_changed {
+            let names = self
+                .rules
+                .values()
+                .filter_map(|e| e.current.as_ref().map(|r| r.name.to_string()))
+                .collect();
+            self.purger.observe(self.rt.state(), names);
         }
         report.generation = self.current.load().id;
         for e in &report.errors {

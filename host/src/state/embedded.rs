@@ -262,10 +262,12 @@ impl EmbeddedState {
     }
 
     /// Removes every entry whose key satisfies `pred` (Redis
-    /// reconciliation drops what the replay moved to shared state).
-    pub fn drain_where(&self, pred: impl Fn(&str) -> bool) {
+    /// reconciliation drops what the replay moved to shared state; a
+    /// removed rule's keys are purged); returns how many.
+    pub fn drain_where(&self, pred: impl Fn(&str) -> bool) -> usize {
         let mut inner = self.inner.lock();
         let keys: Vec<String> = inner.map.keys().filter(|k| pred(k)).cloned().collect();
+        let n = keys.len();
         for k in keys {
             if let Some(e) = inner.map.remove(&k) {
                 if let Some(rule) = plugin_rule(&k) {
@@ -275,6 +277,7 @@ impl EmbeddedState {
             }
             Self::log_del(&mut inner, &k);
         }
+        n
     }
 
     /// Opens a batch: until the guard is dropped, no log cut falls inside

@@ -86,6 +86,18 @@ impl StateStore {
         }
     }
 
+    /// Drops every key of `rule` this machine holds (its plugin state and
+    /// its dedup marks) and gives the memory back; returns how many. What
+    /// a removed rule left in Redis expires with its TTLs: shared keys are
+    /// not scanned for.
+    pub fn purge_rule(&self, rule: &str) -> usize {
+        let n = self.local().drain_where(|k| rule_of(k) == Some(rule));
+        if n > 0 {
+            crate::memory::give_back();
+        }
+        n
+    }
+
     /// Waits until every change made so far is durable. Sources that must
     /// acknowledge only durable work (AMQP) call this before acking. With
     /// Redis, a change is recorded once Redis answered it.
