@@ -2,7 +2,7 @@
 //! an HTTP webhook receiver with scripted answers.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,12 +12,35 @@ use serde_json::Value;
 
 use super::{root, TempDir};
 
+/// How an [`SmtpSink`] offers TLS (with a certificate and key in PEM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkTls {
+    /// STARTTLS offered and required before `MAIL`.
+    StartTls,
+    /// STARTTLS offered, mail in clear accepted too (recorded with
+    /// `"tls": false`): shows whether a client falls back to clear.
+    StartTlsOptional,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+impl SinkTls {
+    fn arg(self) -> &'static str {
+        match self {
+            SinkTls::StartTls => "starttls",
+            SinkTls::StartTlsOptional => "starttls-optional",
+            SinkTls::Implicit => "implicit",
+        }
+    }
+}
+
 /// A running aiosmtpd server that records messages.
 pub struct SmtpSink {
     child: Option<Child>,
     pub port: u16,
     out: PathBuf,
     creds: Option<(String, String)>,
+    tls: Option<(SinkTls, PathBuf, PathBuf)>,
     _tmp: TempDir,
 }
 
@@ -36,6 +59,7 @@ impl SmtpSink {
             port,
             out: tmp.path().join("mail.jsonl"),
             creds: None,
+            tls: None,
             _tmp: tmp,
         })
     }
@@ -44,6 +68,15 @@ impl SmtpSink {
     pub async fn start_on(port: u16, creds: Option<(&str, &str)>) -> Result<Self> {
         let mut s = Self::stopped(port)?;
         s.creds = creds.map(|(u, p)| (u.to_string(), p.to_string()));
+        s.run().await?;
+        Ok(s)
+    }
+
+    /// Starts a server on a free port offering TLS per `mode`, with the
+    /// certificate chain `cert` and private key `key` (PEM files).
+    pub async fn start_tls(mode: SinkTls, cert: &Path, key: &Path) -> Result<Self> {
+        let mut s = Self::stopped(super::free_port()?)?;
+        s.tls = Some((mode, cert.to_path_buf(), key.to_path_buf()));
         s.run().await?;
         Ok(s)
     }
@@ -57,6 +90,9 @@ impl SmtpSink {
             .arg(&self.out);
         if let Some((u, p)) = &self.creds {
             cmd.arg(u).arg(p);
+        }
+        if let Some((mode, cert, key)) = &self.tls {
+            cmd.arg("--tls").arg(mode.arg()).arg(cert).arg(key);
         }
         let mut child = cmd
             .stdout(Stdio::piped())

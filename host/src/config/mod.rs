@@ -10,7 +10,9 @@
 //! structs it must agree with (a test checks they do).
 
 mod quotas;
+mod tls;
 pub use quotas::Quotas;
+pub use tls::TrustedRoots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -235,6 +237,13 @@ pub const KEYS: &[Key] = &[
         doc: "delay before such a redelivery",
     },
     Key {
+        section: "amqp",
+        key: "ca_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "PEM file of extra trusted root certificates for amqps:// (a private CA, a self-signed broker); empty: the public webpki roots only",
+    },
+    Key {
         section: "redis",
         key: "url",
         kind: Kind::Str,
@@ -345,6 +354,13 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Str,
         default: "none",
         doc: "none | starttls | implicit",
+    },
+    Key {
+        section: "smtp",
+        key: "ca_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "PEM file of extra trusted root certificates for starttls/implicit (a private CA, a self-signed server); empty: the public webpki roots only",
     },
     Key {
         section: "smtp",
@@ -520,6 +536,8 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     pub max_retries: u32,
     pub retry_delay_ms: u64,
+    /// Extra trusted roots for `amqps://` ([`TrustedRoots`]); empty: none.
+    pub ca_file: String,
 }
 
 impl Default for AmqpConfig {
@@ -532,6 +550,7 @@ impl Default for AmqpConfig {
             prefetch: 512,
             max_retries: 3,
             retry_delay_ms: 1000,
+            ca_file: String::new(),
         }
     }
 }
@@ -545,6 +564,7 @@ impl std::fmt::Debug for AmqpConfig {
             .field("binding", &self.binding)
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -633,6 +653,9 @@ pub struct SmtpConfig {
     pub password: String,
     pub from: String,
     pub tls: String,
+    /// Extra trusted roots for `starttls` / `implicit` ([`TrustedRoots`]);
+    /// empty: none.
+    pub ca_file: String,
     pub to: Vec<String>,
 }
 
@@ -645,6 +668,7 @@ impl Default for SmtpConfig {
             password: String::new(),
             from: "tocsin@localhost".into(),
             tls: "none".into(),
+            ca_file: String::new(),
             to: Vec::new(),
         }
     }
@@ -671,24 +695,42 @@ pub enum ConfigError {
     File { path: String, reason: String },
     #[error("environment variable {var}: {reason}")]
     Env { var: String, reason: String },
+    /// A file a setting names is unusable; the reason names both.
+    #[error("{0}")]
+    Setting(String),
 }
 
 impl Config {
-    /// Loads `file` (if given), then applies `TOCSIN_*` variables from `env`.
+    /// Loads `file` (if given), then applies `TOCSIN_*` variables from `env`,
+    /// then checks the files the settings name (the `ca_file`s), so a bad
+    /// one stops `tocsin run` and `tocsin check` at once.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        match file {
+        let config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-                Self::from_text(&path.display().to_string(), &text, env)
+                Self::from_text(&path.display().to_string(), &text, env)?
             }
-            None => Self::from_table(toml::Table::new(), "configuration", env),
+            None => Self::from_table(toml::Table::new(), "configuration", env)?,
+        };
+        config.check_files()?;
+        Ok(config)
+    }
+
+    /// Reads each `ca_file` set: readable, PEM, certificates.
+    fn check_files(&self) -> Result<(), ConfigError> {
+        for (setting, path) in [
+            ("[smtp] ca_file", &self.smtp.ca_file),
+            ("[amqp] ca_file", &self.amqp.ca_file),
+        ] {
+            TrustedRoots::load(setting, path).map_err(ConfigError::Setting)?;
         }
+        Ok(())
     }
 
     /// Reads `text` (the file `origin`, named in errors), then applies
@@ -826,6 +868,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_ca_file_stops_loading_with_its_path() {
+        let missing = std::env::temp_dir().join(format!("tocsin-no-ca-{}.pem", std::process::id()));
+        let missing = missing.display().to_string();
+        for var in ["TOCSIN_SMTP_CA_FILE", "TOCSIN_AMQP_CA_FILE"] {
+            let err = Config::load(None, vec![(var.to_string(), missing.clone())])
+                .expect_err("a missing CA file");
+            let text = err.to_string();
+            assert!(
+                text.contains(&missing) && text.contains("ca_file"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn process_knobs_are_not_config_keys() {
         let env = vec![
             ("TOCSIN_LOG".to_string(), "debug".to_string()),
@@ -886,7 +943,8 @@ mod tests {
                 )
             })
             .collect();
-        Config::load(None, env).expect("every documented key deserializes");
+        // `from_text`: the values are placeholders, not files to check.
+        Config::from_text("environment", "", env).expect("every documented key deserializes");
     }
     /// The key table (help, environment, docs) and the `Default` impls
     /// (what runs) are two writings of each default: they must agree, and
