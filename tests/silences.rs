@@ -1,6 +1,8 @@
-//! Silences through the real `amtool`: a silence mutes the alerts it
-//! matches (recorded, not notified), survives a restart, is honoured by
-//! every instance sharing Redis, and once expired the next alert notifies.
+//! Silences and active alerts through the real `amtool`: a silence mutes
+//! the alerts it matches (recorded, not notified), survives a restart, is
+//! honoured by every instance sharing Redis, and once expired the next
+//! alert notifies; `amtool alert query` lists what is firing, suppressed
+//! or not, until it resolves.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -235,7 +237,8 @@ async fn bad_silences_are_refused_with_the_reason() -> Result<()> {
 }
 
 /// Two instances sharing Redis: a silence made through one mutes on the
-/// other, and its expiry there is seen here.
+/// other, the alert it muted there is listed here, and its expiry there is
+/// seen here.
 #[tokio::test]
 async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Result<()> {
     let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
@@ -268,6 +271,18 @@ async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Re
     .await?;
     let mut ws = b.ws("").await?;
     muted(&b, &mut ws, "b-muted", &id).await?;
+    // The alert b fired is active in Redis: the first instance lists it,
+    // suppressed by the silence.
+    let listed = queried(&a, &["-s"]).await?;
+    ensure!(
+        listed
+            == vec![(
+                "device-service".into(),
+                "suppressed".into(),
+                serde_json::json!([id])
+            )],
+        "{listed:?}"
+    );
     amtool(&b, &["silence", "expire", &id]).await?;
     wait_for("the expiry seen by the first instance", WAIT, || async {
         Ok(amtool(&a, &["silence", "query", "-q"])
@@ -367,5 +382,122 @@ async fn an_unguarded_reachable_listen_refuses_to_start() -> Result<()> {
         stderr.contains("admin_token") && stderr.contains("--insecure"),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// The services `amtool alert query ARGS` lists, with each one's state
+/// and silences, sorted.
+async fn queried(t: &Tocsin, args: &[&str]) -> Result<Vec<(String, String, Value)>> {
+    let mut all = vec!["-o", "json", "alert", "query"];
+    all.extend_from_slice(args);
+    let listed: Value = serde_json::from_str(&amtool(t, &all).await?)?;
+    let mut out: Vec<(String, String, Value)> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["labels"]["service"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                a["status"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                a["status"]["silencedBy"].clone(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// `amtool alert query` shows what is firing: an alert from an event and
+/// one from Prometheus's path (`amtool alert add`), `suppressed` with its
+/// silence under `-s` while silenced, both still firing after a restart,
+/// and the Prometheus one gone once it resolves.
+#[tokio::test]
+async fn amtool_alert_query_shows_active_suppressed_and_resolved() -> Result<()> {
+    let mut t = Tocsin::start(setup(vec![])).await?;
+    post(&t, "fires-a", "device-a").await?;
+    let labels = ["DEVICE_START_FAILED", "service=device-b", "severity=high"];
+    let mut add = vec!["alert", "add"];
+    add.extend_from_slice(&labels);
+    amtool(&t, &add).await?;
+    let firing = |s: &str| (s.to_string(), "active".to_string(), serde_json::json!([]));
+    wait_for("both alerts listed", WAIT, || async {
+        Ok(queried(&t, &[]).await? == vec![firing("device-a"), firing("device-b")])
+    })
+    .await?;
+
+    let silence = amtool(
+        &t,
+        &[
+            "silence",
+            "add",
+            "service=device-a",
+            "-c",
+            "known",
+            "-d",
+            "1h",
+        ],
+    )
+    .await?;
+    let silence = silence.trim();
+    // amtool's default lists the active ones, -s the silenced, -a -s both.
+    ensure!(queried(&t, &[]).await? == vec![firing("device-b")]);
+    let with_silenced = queried(&t, &["-a", "-s"]).await?;
+    ensure!(
+        with_silenced
+            == vec![
+                (
+                    "device-a".into(),
+                    "suppressed".into(),
+                    serde_json::json!([silence])
+                ),
+                firing("device-b")
+            ],
+        "{with_silenced:?}"
+    );
+    let only_a = queried(&t, &["-s", "service=device-a"]).await?;
+    ensure!(only_a.len() == 1 && only_a[0].0 == "device-a", "{only_a:?}");
+
+    // Kept across a restart (the silence too).
+    t.stop()?;
+    t.spawn().await?;
+    ensure!(queried(&t, &["-a", "-s"]).await? == with_silenced);
+
+    // Prometheus resolves device-b (endsAt in the past): no longer firing.
+    let ended =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(60));
+    let end = format!("--end={ended}");
+    let mut resolve = add.clone();
+    resolve.push(&end);
+    amtool(&t, &resolve).await?;
+    wait_for("device-b resolved", WAIT, || async {
+        Ok(queried(&t, &["-a", "-s"]).await?.len() == 1)
+    })
+    .await?;
+    ensure!(queried(&t, &["-a", "-s"]).await?[0].0 == "device-a");
+    Ok(())
+}
+
+/// A rule's `resolve-after`: an alert that does not fire again stops
+/// being active once it has passed.
+#[tokio::test]
+async fn an_alert_stops_being_active_after_resolve_after() -> Result<()> {
+    let mut s = setup(vec![]);
+    s.rules = vec![(
+        "devices.toml".into(),
+        format!("resolve-after = \"2s\"\n{RULE}"),
+    )];
+    let t = Tocsin::start(s).await?;
+    post(&t, "quiet-1", "device-q").await?;
+    ensure!(queried(&t, &[]).await?.len() == 1, "active once fired");
+    wait_for("no longer active", WAIT, || async {
+        Ok(queried(&t, &[]).await?.is_empty())
+    })
+    .await?;
     Ok(())
 }

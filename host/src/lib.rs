@@ -9,6 +9,7 @@
 //! work through Redis, [`api`] serves HTTP, and [`cli`] is the `tocsin`
 //! command.
 
+pub mod active;
 pub mod api;
 pub mod catalog;
 pub mod cli;

@@ -2,6 +2,7 @@
 //! the event sources' routes ([`crate::source::router`]) merged in.
 
 pub mod admin;
+pub mod alerts;
 pub mod deliveries;
 pub mod metrics;
 pub mod silences;
@@ -40,6 +41,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/api/v2/alerts", get(alerts::list))
+        .route("/api/v2/alerts/groups", get(alerts::groups))
         .route("/api/v2/silences", get(silences::list).post(silences::post))
         .route(
             "/api/v2/silence/{id}",

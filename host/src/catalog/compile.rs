@@ -34,6 +34,7 @@ impl Catalog {
             ));
         }
         let matcher = Matcher::compile(&spec.matcher)?;
+        let resolve_after_ms = spec.resolve_after_ms()?;
         let rule_name: Arc<str> = Arc::from(name.as_str());
         let mut bindings = Vec::new();
         let mut plugin_hashes = BTreeMap::new();
@@ -154,6 +155,7 @@ impl Catalog {
             route,
             channels,
             channel_names,
+            resolve_after_ms,
             bindings,
             plugin_hashes,
         })

@@ -43,6 +43,9 @@ pub struct ActiveRule {
     pub channels: Vec<ChannelBinding>,
     /// Channel names, in rule order, as offered to the router.
     pub channel_names: Vec<String>,
+    /// How long an alert stays active after it last fired
+    /// (`resolve-after`; [`crate::active`]).
+    pub resolve_after_ms: u64,
     /// Every binding of this rule with its configuration JSON, per plugin.
     pub(super) bindings: Vec<(String, BindingConfig)>,
     /// Content hashes of the plugins this version was validated against.

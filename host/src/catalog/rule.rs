@@ -53,6 +53,30 @@ pub struct RuleSpec {
     pub route: Option<PluginSpec>,
     #[serde(default)]
     pub channels: Vec<ChannelSpec>,
+    /// How long an alert of this rule stays active after it last fired,
+    /// without a resolution (`"1h"` when unset; see [`crate::active`]).
+    #[serde(rename = "resolve-after")]
+    pub resolve_after: Option<String>,
+}
+
+/// How long an alert stays active after it last fired when its rule sets
+/// no `resolve-after`.
+pub const DEFAULT_RESOLVE_AFTER_MS: u64 = 3_600_000;
+
+impl RuleSpec {
+    /// `resolve-after` in ms; the error names the key.
+    pub fn resolve_after_ms(&self) -> Result<u64, String> {
+        match &self.resolve_after {
+            None => Ok(DEFAULT_RESOLVE_AFTER_MS),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d.as_millis() > 0 => Ok(d.as_millis() as u64),
+                Ok(_) => Err("resolve-after: must be longer than 0".into()),
+                Err(e) => Err(format!(
+                    "resolve-after: {text:?}: {e} (use e.g. 5m, 1h, 1d)"
+                )),
+            },
+        }
+    }
 }
 
 /// Which events a rule takes.

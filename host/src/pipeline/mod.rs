@@ -11,8 +11,9 @@
 //! 2. [`aggregate`] turns events into alerts inside an undo point
 //!    ([`aggregate::guarded`]), and [`resolve`] turns resolved alerts into
 //!    resolutions;
-//!    An alert an active silence mutes stops here ([`silence`]): recorded,
-//!    not notified;
+//!    Every alert is recorded as active, and every resolution ends one
+//!    ([`active`]); an alert an active silence mutes stops here
+//!    ([`silence`]): recorded, not notified;
 //! 3. [`route`] picks channels;
 //! 4. [`notify`] renders them into the batch's outgoing deliveries;
 //! 5. [`commit`] makes the batch durable, then enters the delivery stage
@@ -41,6 +42,7 @@
 //! batch on Redis that loses its locks is redone; as frames go out only
 //! after the commit point, no batch shows its alerts twice.
 
+pub mod active;
 pub mod aggregate;
 pub mod commit;
 pub mod dedup;
@@ -201,6 +203,7 @@ impl Worker {
             if let Some(budget) = suppress.as_deref_mut() {
                 replay::suppress(budget, &mut alerts);
             }
+            active::run(view, &rule, &alerts).await;
             for alert in alerts {
                 let muted = silence::muting(&self.silences, &rule.name, &alert);
                 if !muted.is_empty() {

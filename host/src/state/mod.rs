@@ -86,6 +86,17 @@ impl StateStore {
         }
     }
 
+    /// Every live text value whose key starts with `prefix` (host keys
+    /// such as active alerts): on Redis, the shared ones (this machine's
+    /// local ones while degraded).
+    pub async fn texts_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        match self {
+            Self::Embedded(s) => Ok(s.texts_with_prefix(prefix)),
+            Self::Redis(s) if s.degraded().is_some() => Ok(s.local().texts_with_prefix(prefix)),
+            Self::Redis(s) => s.texts_with_prefix(prefix).await,
+        }
+    }
+
     /// Drops every key of `rule` this machine holds (its plugin state and
     /// its dedup marks) and gives the memory back; returns how many. What
     /// a removed rule left in Redis expires with its TTLs: shared keys are
@@ -226,10 +237,15 @@ pub fn seen_key(rule: &str, event_id: &str) -> String {
     format!("{SEEN_PREFIX}{rule}\u{1f}{event_id}")
 }
 
-/// The rule a state key belongs to: a plugin key ([`scoped_key`]) or a
-/// dedup mark ([`seen_key`]); `None` for the host's own keys (intents).
+/// The rule a state key belongs to: a plugin key ([`scoped_key`]), a
+/// dedup mark ([`seen_key`]) or an active alert
+/// ([`crate::active::active_key`]); `None` for the host's own keys
+/// (intents, the journal).
 pub fn rule_of(key: &str) -> Option<&str> {
-    let rest = match key.strip_prefix(SEEN_PREFIX) {
+    let rest = match key
+        .strip_prefix(SEEN_PREFIX)
+        .or_else(|| key.strip_prefix(crate::active::ACTIVE_PREFIX))
+    {
         Some(rest) => rest,
         None if key.starts_with('\u{1e}') => return None,
         None => key,

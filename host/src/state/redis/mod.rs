@@ -252,6 +252,45 @@ impl RedisState {
             + self.local.len()
     }
 
+    /// Every text value on Redis whose (unprefixed) key starts with
+    /// `prefix`: a `SCAN` over the prefix, then one `MGET` per page. For
+    /// the admin views (active alerts), never the hot path.
+    pub async fn texts_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            round_trip();
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("listing {prefix:?} keys on Redis: {e}"))?;
+            if !keys.is_empty() {
+                round_trip();
+                let values: Vec<Option<String>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| format!("reading {prefix:?} keys on Redis: {e}"))?;
+                for (k, v) in keys.into_iter().zip(values) {
+                    if let (Some(v), Some(k)) = (v, k.strip_prefix(&self.prefix)) {
+                        out.push((k.to_string(), v));
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Probes Redis while degraded; reconciles and switches back.
     async fn recover_loop(self: Arc<Self>) {
         loop {
@@ -316,6 +355,18 @@ impl RedisState {
     pub fn local(&self) -> &Arc<EmbeddedState> {
         &self.local
     }
+}
+
+/// `text` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Reads (or creates) the instance id kept in `dir`.

@@ -1,0 +1,153 @@
+//! Active alerts: what is firing now, per rule and alert key.
+//!
+//! Why in the state store: an active alert is written by the batch that
+//! fired it, in that batch's own scope ([`crate::pipeline::active`]), so it
+//! commits with the counters that made it fire — durable on the embedded
+//! store, shared by every instance on Redis — and a redone batch never
+//! leaves a half-recorded alert. An alert stays active until a resolution
+//! for its key arrives (a Prometheus or Alertmanager alert resolved) or its
+//! rule's `resolve-after` has passed since it last fired (the key's TTL).
+//! A silenced alert is active too: it is firing, only not notified.
+//!
+//! `GET /api/v2/alerts` ([`crate::api::alerts`]) lists them in
+//! Alertmanager's format, so `amtool alert query` works against tocsin.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::event::format_rfc3339_ms;
+use crate::plugin::bindings::Alert;
+use crate::state::{StateOps, StateStore, StateView};
+
+/// Prefix of active-alert keys; rule names cannot contain `\u{1e}`, so no
+/// plugin key can collide with it.
+pub const ACTIVE_PREFIX: &str = "\u{1e}active\u{1f}";
+
+/// The state key of `rule`'s active alert `key`.
+pub fn active_key(rule: &str, key: &str) -> String {
+    format!("{ACTIVE_PREFIX}{rule}\u{1f}{key}")
+}
+
+/// One firing alert, as kept in state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub rule: String,
+    pub key: String,
+    /// Every label a silence or the API sees: the alert's own, plus
+    /// `rule`, `severity` and `alertname` ([`crate::silence::alert_label`]).
+    pub labels: BTreeMap<String, String>,
+    pub title: String,
+    pub summary: String,
+    /// The count of its latest firing.
+    pub count: u64,
+    /// How often it fired while active.
+    pub fired: u64,
+    /// When it first fired (ms since the epoch).
+    pub starts_at: i64,
+    /// When it last fired.
+    pub updated_at: i64,
+    /// When it stops being active unless it fires again.
+    pub ends_at: i64,
+}
+
+impl ActiveAlert {
+    /// The label `name`.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+
+    /// A stable id of the alert (rule and key), as Alertmanager's
+    /// fingerprint: 16 hex digits.
+    pub fn fingerprint(&self) -> String {
+        let hash = blake3::hash(format!("{}\u{1f}{}", self.rule, self.key).as_bytes());
+        hash.to_hex()[..16].to_string()
+    }
+
+    /// Alertmanager's `gettableAlert`, with the silences muting it now.
+    pub fn to_api(&self, silenced_by: &[String]) -> Value {
+        let state = if silenced_by.is_empty() {
+            "active"
+        } else {
+            "suppressed"
+        };
+        json!({
+            "labels": self.labels,
+            "annotations": { "summary": self.summary, "title": self.title, "count": self.count.to_string() },
+            "startsAt": format_rfc3339_ms(self.starts_at),
+            "updatedAt": format_rfc3339_ms(self.updated_at),
+            "endsAt": format_rfc3339_ms(self.ends_at),
+            "fingerprint": self.fingerprint(),
+            "receivers": [{ "name": self.rule }],
+            "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": [] },
+            "generatorURL": "",
+        })
+    }
+}
+
+/// The labels of `rule`'s `alert` as silences and the API see them.
+pub fn labels_of(rule: &str, alert: &Alert) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = alert.labels.iter().cloned().collect();
+    for name in ["rule", "severity", "alertname"] {
+        if let Some(v) = crate::silence::alert_label(rule, alert, name) {
+            labels
+                .entry(name.to_string())
+                .or_insert_with(|| v.to_string());
+        }
+    }
+    labels
+}
+
+/// Records that `rule`'s `alert` fired at `now`, active for `ttl_ms` more.
+pub async fn fired(view: &StateView, rule: &str, alert: &Alert, now: i64, ttl_ms: u64) {
+    let key = active_key(rule, &alert.key);
+    let before: Option<ActiveAlert> = view
+        .get(&key)
+        .await
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let record = ActiveAlert {
+        rule: rule.to_string(),
+        key: alert.key.clone(),
+        labels: labels_of(rule, alert),
+        title: alert.title.clone(),
+        summary: alert.summary.clone(),
+        count: alert.count,
+        fired: before.as_ref().map_or(0, |b| b.fired) + 1,
+        starts_at: before.as_ref().map_or(now, |b| b.starts_at),
+        updated_at: now,
+        ends_at: now.saturating_add(ttl_ms as i64),
+    };
+    match serde_json::to_string(&record) {
+        Ok(text) => view.set(&key, text, Some(ttl_ms)).await,
+        Err(e) => tracing::warn!(rule, error = %e, "cannot record an active alert"),
+    }
+}
+
+/// Ends `rule`'s active alert `key` (a resolution); whether it was active.
+pub async fn resolved(view: &StateView, rule: &str, key: &str) -> bool {
+    let key = active_key(rule, key);
+    let was = view.get(&key).await.is_some();
+    if was {
+        view.delete(&key).await;
+    }
+    was
+}
+
+/// Every active alert, oldest first.
+pub async fn list(store: &StateStore) -> Result<Vec<ActiveAlert>, String> {
+    let mut out: Vec<ActiveAlert> = store
+        .texts_with_prefix(ACTIVE_PREFIX)
+        .await?
+        .into_iter()
+        .filter_map(|(k, text)| match serde_json::from_str(&text) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(key = %k.escape_debug(), error = %e, "skipping an unreadable active alert");
+                None
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (a.starts_at, &a.rule, &a.key).cmp(&(b.starts_at, &b.rule, &b.key)));
+    Ok(out)
+}
