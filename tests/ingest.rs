@@ -1048,6 +1048,10 @@ async fn real_alertmanager_webhook_delivers_firing_then_resolved() -> Result<()>
     assert_eq!(n["labels"]["source"], "alertmanager", "{n}");
     assert_eq!(n["labels"]["error-code"], "ReplicaLag", "{n}");
     assert_eq!(n["labels"]["service"], "pg", "{n}");
+    assert_eq!(
+        n["key"], "ReplicaLag|pg|tocsin",
+        "the resolution ends the firing alert, under its key: {n}"
+    );
     assert_eq!(n["severity"], "high", "{n}");
     assert_eq!(n["status"], "resolved", "{n}");
     assert!(

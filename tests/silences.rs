@@ -467,6 +467,7 @@ async fn amtool_alert_query_shows_active_suppressed_and_resolved() -> Result<()>
     t.stop()?;
     t.spawn().await?;
     ensure!(queried(&t, &["-a", "-s"]).await? == with_silenced);
+    let mut ws = t.ws("").await?;
 
     // Prometheus resolves device-b (endsAt in the past): no longer firing.
     let ended =
@@ -480,6 +481,32 @@ async fn amtool_alert_query_shows_active_suppressed_and_resolved() -> Result<()>
     })
     .await?;
     ensure!(queried(&t, &["-a", "-s"]).await?[0].0 == "device-a");
+    let n = ws.next(WAIT).await?;
+    ensure!(
+        n["labels"]["service"] == "device-b" && n["type"] == "resolved",
+        "{n}"
+    );
+    // A resolution of what never fired (device-c) is not notified: the
+    // next frame is the alert of device-d, sent after it.
+    let mut c = vec![
+        "alert",
+        "add",
+        "DEVICE_START_FAILED",
+        "service=device-c",
+        &end,
+    ];
+    c.push("severity=high");
+    amtool(&t, &c).await?;
+    post(&t, "fires-d", "device-d").await?;
+    let n = ws.next(WAIT).await?;
+    ensure!(
+        n["labels"]["service"] == "device-d" && n["type"] != "resolved",
+        "a resolution of an alert that never fired was notified: {n}"
+    );
+    let dropped = t
+        .metric("tocsin_resolutions_dropped_total", &[("rule", "devices")])
+        .await?;
+    ensure!(dropped == 1.0, "tocsin_resolutions_dropped_total {dropped}");
     Ok(())
 }
 

@@ -30,6 +30,21 @@ pub fn active_key(rule: &str, key: &str) -> String {
     format!("{ACTIVE_PREFIX}{rule}\u{1f}{key}")
 }
 
+/// The state key listing `rule`'s active alert keys for one error code
+/// and service: how a resolution, which knows only those (and its
+/// labels), finds the alerts it ends whatever the rule's aggregation key.
+/// Under [`ACTIVE_PREFIX`] (so it goes with the rule), marked so listings
+/// skip it.
+fn index_key(rule: &str, code: &str, service: &str) -> String {
+    active_key(rule, &format!("{INDEX_MARK}{code}|{service}"))
+}
+
+/// Marks index keys among active-alert keys.
+const INDEX_MARK: char = '\u{1d}';
+
+/// Labels a resolution carries that say nothing about which alert it ends.
+const NOT_IDENTIFYING: &[&str] = &["status", "source", "endsAt", "fingerprint"];
+
 /// One firing alert, as kept in state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ActiveAlert {
@@ -118,20 +133,96 @@ pub async fn fired(view: &StateView, rule: &str, alert: &Alert, now: i64, ttl_ms
         updated_at: now,
         ends_at: now.saturating_add(ttl_ms as i64),
     };
+    let index = match (record.label("error-code"), record.label("service")) {
+        (Some(code), Some(service)) => Some(index_key(rule, code, service)),
+        _ => None,
+    };
     match serde_json::to_string(&record) {
         Ok(text) => view.set(&key, text, Some(ttl_ms)).await,
         Err(e) => tracing::warn!(rule, error = %e, "cannot record an active alert"),
     }
+    if let Some(index) = index {
+        let mut keys = read_index(view, &index).await;
+        if !keys.contains(&alert.key) {
+            keys.push(alert.key.clone());
+        }
+        write_index(view, &index, &keys, Some(ttl_ms)).await;
+    }
 }
 
-/// Ends `rule`'s active alert `key` (a resolution); whether it was active.
-pub async fn resolved(view: &StateView, rule: &str, key: &str) -> bool {
-    let key = active_key(rule, key);
-    let was = view.get(&key).await.is_some();
-    if was {
-        view.delete(&key).await;
+async fn read_index(view: &StateView, index: &str) -> Vec<String> {
+    view.get(index)
+        .await
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+async fn write_index(view: &StateView, index: &str, keys: &[String], ttl_ms: Option<u64>) {
+    if keys.is_empty() {
+        view.delete(index).await;
+        return;
     }
-    was
+    if let Ok(text) = serde_json::to_string(keys) {
+        view.set(index, text, ttl_ms).await;
+    }
+}
+
+/// Ends the active alerts of `rule` that the resolution `resolution` (see
+/// [`crate::pipeline::resolve`]) stands for; returns their keys (none: it
+/// resolves nothing that fired). An alert is ended when it has the
+/// resolution's key, or when it was indexed under the resolution's error
+/// code and service and agrees with every other label both carry (say, a
+/// receiver that is part of the rule's key). `ttl_ms`: the rule's
+/// `resolve-after`, for what stays indexed.
+pub async fn resolved(
+    view: &StateView,
+    rule: &str,
+    resolution: &Alert,
+    ttl_ms: u64,
+) -> Vec<String> {
+    let label = |name: &str| {
+        resolution
+            .labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut ended = Vec::new();
+    let direct = active_key(rule, &resolution.key);
+    if view.get(&direct).await.is_some() {
+        view.delete(&direct).await;
+        ended.push(resolution.key.clone());
+    }
+    let (Some(code), Some(service)) = (label("error-code"), label("service")) else {
+        return ended;
+    };
+    let index = index_key(rule, code, service);
+    let keys = read_index(view, &index).await;
+    let mut kept = Vec::new();
+    for key in keys {
+        if ended.contains(&key) {
+            continue;
+        }
+        let state_key = active_key(rule, &key);
+        let record: Option<ActiveAlert> = view
+            .get(&state_key)
+            .await
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let Some(record) = record else { continue }; // expired: drop it from the index
+        let agrees = resolution
+            .labels
+            .iter()
+            .filter(|(k, _)| !NOT_IDENTIFYING.contains(&k.as_str()))
+            .all(|(k, v)| record.label(k).is_none_or(|mine| mine == v));
+        if agrees {
+            view.delete(&state_key).await;
+            ended.push(key);
+        } else {
+            kept.push(key);
+        }
+    }
+    write_index(view, &index, &kept, Some(ttl_ms)).await;
+    ended
 }
 
 /// Every active alert, oldest first.
@@ -140,6 +231,11 @@ pub async fn list(store: &StateStore) -> Result<Vec<ActiveAlert>, String> {
         .texts_with_prefix(ACTIVE_PREFIX)
         .await?
         .into_iter()
+        .filter(|(k, _)| {
+            !k.strip_prefix(ACTIVE_PREFIX)
+                .and_then(|rest| rest.split_once('\u{1f}'))
+                .is_some_and(|(_, key)| key.starts_with(INDEX_MARK))
+        })
         .filter_map(|(k, text)| match serde_json::from_str(&text) {
             Ok(a) => Some(a),
             Err(e) => {

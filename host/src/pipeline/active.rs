@@ -2,7 +2,8 @@
 //! is recorded as active (until its rule's `resolve-after` passes without
 //! another firing), and a resolution ends it, in the batch's own state
 //! scope: the record commits or is redone with the counts behind it. A
-//! silenced alert is recorded too: it is firing, only not notified.
+//! silenced alert is recorded too: it is firing, only not notified. A
+//! resolution goes on to the channels only if it ended an active alert.
 
 use super::resolve;
 use crate::catalog::ActiveRule;
@@ -10,14 +11,33 @@ use crate::event::now_ms;
 use crate::plugin::bindings::Alert;
 use crate::state::StateView;
 
-/// Records `rule`'s `alerts` (and resolutions) in `view`.
-pub async fn run(view: &StateView, rule: &ActiveRule, alerts: &[Alert]) {
+/// Records `rule`'s `alerts` in `view`, and drops from them each
+/// resolution whose alert is not active: nothing fired for that key (the
+/// rule never alerted, or the alert already ended), so there is nothing
+/// to resolve (`tocsin_resolutions_dropped_total{rule}`).
+pub async fn run(view: &StateView, rule: &ActiveRule, alerts: &mut Vec<Alert>) {
     let now = now_ms();
-    for alert in alerts {
-        if resolve::is_resolution(alert) {
-            crate::active::resolved(view, &rule.name, &alert.key).await;
-        } else {
-            crate::active::fired(view, &rule.name, alert, now, rule.resolve_after_ms).await;
+    let mut keep = Vec::with_capacity(alerts.len());
+    for alert in alerts.drain(..) {
+        if !resolve::is_resolution(&alert) {
+            crate::active::fired(view, &rule.name, &alert, now, rule.resolve_after_ms).await;
+            keep.push(alert);
+            continue;
+        }
+        // One resolution for each alert it ends, under that alert's key
+        // (so a channel keyed on it, like PagerDuty's dedup key, closes
+        // what it opened).
+        let ended = crate::active::resolved(view, &rule.name, &alert, rule.resolve_after_ms).await;
+        if ended.is_empty() {
+            metrics::counter!("tocsin_resolutions_dropped_total", "rule" => rule.name.to_string())
+                .increment(1);
+            tracing::debug!(rule = %rule.name, key = %alert.key, "resolution of an alert not firing: dropped");
+        }
+        for key in ended {
+            let mut one = alert.clone();
+            one.key = key;
+            keep.push(one);
         }
     }
+    *alerts = keep;
 }

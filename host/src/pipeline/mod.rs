@@ -199,11 +199,11 @@ impl Worker {
             let counted = aggregated.is_some();
             let mut alerts = aggregated.unwrap_or_default();
             alerts.extend(resolve::run(&rule.name, &matched.resolutions));
+            active::run(view, &rule, &mut alerts).await;
             batch.counted(&rule, &matched, counted, &alerts);
             if let Some(budget) = suppress.as_deref_mut() {
                 replay::suppress(budget, &mut alerts);
             }
-            active::run(view, &rule, &alerts).await;
             for alert in alerts {
                 let muted = silence::muting(&self.silences, &rule.name, &alert);
                 if !muted.is_empty() {
