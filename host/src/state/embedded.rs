@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -424,6 +424,19 @@ fn write_snapshot(dir: &Path, map: &HashMap<String, Entry>) -> Result<(), StateE
     Ok(())
 }
 
+/// Writes `map` as the snapshot, then empties the log and moves its
+/// write position back to the start (the file is not in append mode: a
+/// truncation alone would leave the next record behind a hole of zeros,
+/// which replay reads as the end of the log).
+fn compact(dir: &Path, log: &mut File, map: &HashMap<String, Entry>) -> Result<(), StateError> {
+    let log_path = dir.join(LOG);
+    write_snapshot(dir, map)?;
+    log.set_len(0).map_err(io_err(&log_path))?;
+    log.seek(std::io::SeekFrom::Start(0))
+        .map_err(io_err(&log_path))?;
+    log.sync_all().map_err(io_err(&log_path))
+}
+
 fn flush_loop(
     dir: PathBuf,
     mut log: File,
@@ -438,12 +451,31 @@ fn flush_loop(
     let mut swept_at = std::time::Instant::now();
     loop {
         let stopping = stop.load(Ordering::Acquire);
-        let (buf, seq) = {
+        let (buf, seq, snapshot) = {
             // A cut between whole batches (see the module documentation).
             let _cut = gate.blocking_write();
             let mut g = inner.lock();
-            (std::mem::take(&mut g.pending), g.seq)
+            let buf = std::mem::take(&mut g.pending);
+            // Past the size, the snapshot replaces the log: the map as of
+            // this very cut (whole batches, and everything in `buf`).
+            let snapshot = (log_len + buf.len() as u64 > COMPACT_AT).then(|| g.map.clone());
+            (buf, g.seq, snapshot)
         };
+        if let Some(map) = snapshot {
+            match compact(&dir, &mut log, &map) {
+                Ok(()) => {
+                    log_len = 0;
+                    durable.send_replace(seq);
+                    if stopping {
+                        return;
+                    }
+                    wake.pause(COMMIT_EVERY);
+                    continue;
+                }
+                // The log is whole still: append to it as usual.
+                Err(e) => tracing::error!(error = %e, "state compaction failed"),
+            }
+        }
         if !buf.is_empty() {
             let written = log.write_all(&buf).and_then(|_| log.sync_data());
             match written {
@@ -465,16 +497,6 @@ fn flush_loop(
             }
         } else if *durable.borrow() < seq {
             durable.send_replace(seq);
-        }
-        if log_len > COMPACT_AT {
-            let map = inner.lock().map.clone();
-            match write_snapshot(&dir, &map).and_then(|_| {
-                log.set_len(0).map_err(io_err(&log_path))?;
-                log.sync_all().map_err(io_err(&log_path))
-            }) {
-                Ok(()) => log_len = 0,
-                Err(e) => tracing::error!(error = %e, "state compaction failed"),
-            }
         }
         if stopping {
             return;
@@ -565,6 +587,30 @@ mod tests {
             s.list_take("l").await,
             vec!["a".to_string(), "b".to_string()]
         );
+    }
+
+    /// What is written after a compaction survives a reopen: the log
+    /// starts again at its beginning, not behind a hole.
+    #[tokio::test]
+    async fn writes_after_a_compaction_survive_a_reopen() {
+        let dir = tempdir("compact");
+        let mb = "m".repeat(1 << 20);
+        {
+            let s = EmbeddedState::open(&dir).expect("open");
+            for i in 0..(COMPACT_AT >> 20) + 4 {
+                s.set(&format!("big-{i}"), mb.clone(), None).await;
+                s.sync().await.expect("sync");
+            }
+            s.set("after", "kept".into(), None).await;
+            s.set("big-0", "small".into(), None).await;
+            s.sync().await.expect("sync");
+            let log = fs::metadata(dir.join(LOG)).expect("log").len();
+            assert!(log < COMPACT_AT, "the log was compacted: {log} bytes");
+        }
+        let s = EmbeddedState::open(&dir).expect("reopen");
+        assert_eq!(s.get("after").await.as_deref(), Some("kept"));
+        assert_eq!(s.get("big-0").await.as_deref(), Some("small"));
+        assert_eq!(s.get("big-5").await.map(|v| v.len()), Some(1 << 20));
     }
 
     #[tokio::test]
