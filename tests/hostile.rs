@@ -399,3 +399,46 @@ async fn a_removed_rules_state_is_dropped() -> anyhow::Result<()> {
     assert_eq!(keys().await?, 0, "back after the purge: empty");
     Ok(())
 }
+
+/// A list is written whole again on each push (the embedded log's record,
+/// the Redis commit), so pushes are charged what the list holds: the list
+/// big-list leaves cannot make the host write more call after call (each
+/// push used to rewrite up to 64 MB; eight calls wrote an 8 GB log).
+#[tokio::test]
+async fn pushing_to_a_big_list_is_charged_its_rewrite() -> anyhow::Result<()> {
+    let t = Tocsin::start(Setup {
+        plugins: vec!["hostile", "websocket"],
+        default_rules: false,
+        rules: vec![(
+            "lists.toml".into(),
+            rule("LISTS", "hostile", "websocket", "websocket = true"),
+        )],
+        ..Setup::default()
+    })
+    .await?;
+    for i in 1..=3 {
+        let before = t.plugin_errors("hostile", "quota").await?;
+        let id = format!("big-list-{i}");
+        let mut event = tocsin_tests::event("LISTS", "high", "s", "big-list");
+        event["eventId"] = id.clone().into();
+        let (status, body) = t.post_events(&event).await?;
+        assert_eq!(status, 202, "{body}");
+        wait_for("big-list refused", WAIT, || async {
+            Ok(t.plugin_errors("hostile", "quota").await? > before)
+        })
+        .await?;
+        let failed = failed_step(&t, &id).await?;
+        assert!(
+            failed["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("rewrites the whole list")),
+            "call {i}: {failed}"
+        );
+    }
+    // What the calls left: under one call's bytes quota (4 MiB) each.
+    let held = t.rule_status("lists").await?["state"]["bytes"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(held <= 5 * MB, "the list holds {held} bytes");
+    Ok(())
+}

@@ -95,6 +95,33 @@ impl HostCtx {
     }
 }
 
+impl HostCtx {
+    /// Charges `bytes` the host writes again for a write (a list pushed
+    /// to) to the call's bytes quota.
+    fn charge_rewrite(&mut self, op: &str, bytes: usize) -> wasmtime::Result<()> {
+        self.usage.state_bytes += bytes;
+        let cap = self.quotas.state_mb_per_call;
+        if self.usage.state_bytes > cap << 20 {
+            let why = format!(
+                "state.{op} refused: the host rewrites the whole list ({bytes} bytes) on each push: more than state_mb_per_call = {cap} MiB written in one call ([sandbox.quotas])"
+            );
+            return Err(self.over_quota(why));
+        }
+        Ok(())
+    }
+}
+
+/// The bytes a live list in `slot` holds (0: none, or not a list).
+fn list_bytes(slot: Option<&crate::state::Entry>, now: i64) -> usize {
+    match slot {
+        Some(crate::state::Entry {
+            value: crate::state::ops::Value::List(items),
+            expires_at,
+        }) if expires_at.is_none_or(|t| t > now) => items.iter().map(String::len).sum(),
+        _ => 0,
+    }
+}
+
 impl Host for HostCtx {
     async fn window_add(
         &mut self,
@@ -161,8 +188,19 @@ impl Host for HostCtx {
     ) -> wasmtime::Result<u32> {
         self.charge_write("list-push", &key, value.len())?;
         let max_len = max_len.min(self.quotas.state_list_len);
-        let (state, key) = self.view(&key);
-        Ok(timed!(self, state.list_push(&key, value, max_len, ttl_ms)))
+        let (state, scoped) = self.view(&key);
+        // The host writes the whole list again (the embedded log's record,
+        // the Redis commit): a push costs what the list holds, and that is
+        // what the call's bytes quota is charged.
+        let held = timed!(
+            self,
+            state.update(&scoped, |slot, now| (list_bytes(slot.as_ref(), now), false))
+        );
+        self.charge_rewrite("list-push", held)?;
+        Ok(timed!(
+            self,
+            state.list_push(&scoped, value, max_len, ttl_ms)
+        ))
     }
 
     async fn list_take(&mut self, key: String) -> wasmtime::Result<Vec<String>> {
