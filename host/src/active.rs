@@ -65,6 +65,20 @@ pub struct ActiveAlert {
     pub updated_at: i64,
     /// When it stops being active unless it fires again.
     pub ends_at: i64,
+    /// Who said "I have it": while set, firing again is recorded, not
+    /// notified; it ends with the alert (a resolution, `resolve-after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Ack>,
+}
+
+/// An acknowledgement of an active alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    #[serde(default)]
+    pub comment: String,
+    /// When (ms since the epoch).
+    pub at: i64,
 }
 
 impl ActiveAlert {
@@ -97,6 +111,9 @@ impl ActiveAlert {
             "receivers": [{ "name": self.rule }],
             "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": [] },
             "generatorURL": "",
+            "acknowledged": self.acknowledged.as_ref().map(|a| json!({
+                "by": a.by, "comment": a.comment, "at": format_rfc3339_ms(a.at),
+            })),
         })
     }
 }
@@ -114,8 +131,15 @@ pub fn labels_of(rule: &str, alert: &Alert) -> BTreeMap<String, String> {
     labels
 }
 
-/// Records that `rule`'s `alert` fired at `now`, active for `ttl_ms` more.
-pub async fn fired(view: &StateView, rule: &str, alert: &Alert, now: i64, ttl_ms: u64) {
+/// Records that `rule`'s `alert` fired at `now`, active for `ttl_ms` more;
+/// its acknowledgement, if it is acknowledged (then it is not notified).
+pub async fn fired(
+    view: &StateView,
+    rule: &str,
+    alert: &Alert,
+    now: i64,
+    ttl_ms: u64,
+) -> Option<Ack> {
     let key = active_key(rule, &alert.key);
     let before: Option<ActiveAlert> = view
         .get(&key)
@@ -132,7 +156,9 @@ pub async fn fired(view: &StateView, rule: &str, alert: &Alert, now: i64, ttl_ms
         starts_at: before.as_ref().map_or(now, |b| b.starts_at),
         updated_at: now,
         ends_at: now.saturating_add(ttl_ms as i64),
+        acknowledged: before.and_then(|b| b.acknowledged),
     };
+    let ack = record.acknowledged.clone();
     let index = match (record.label("error-code"), record.label("service")) {
         (Some(code), Some(service)) => Some(index_key(rule, code, service)),
         _ => None,
@@ -148,6 +174,50 @@ pub async fn fired(view: &StateView, rule: &str, alert: &Alert, now: i64, ttl_ms
         }
         write_index(view, &index, &keys, Some(ttl_ms)).await;
     }
+    ack
+}
+
+/// Sets (`Some`) or clears (`None`) the acknowledgement of the active
+/// alert `fingerprint`, atomically with the batches that fire it; the
+/// alert as it is now, or `None` when no active alert has that
+/// fingerprint.
+pub async fn acknowledge(
+    store: &StateStore,
+    fingerprint: &str,
+    ack: Option<Ack>,
+) -> Result<Option<ActiveAlert>, String> {
+    let Some(found) = list(store)
+        .await?
+        .into_iter()
+        .find(|a| a.fingerprint() == fingerprint)
+    else {
+        return Ok(None);
+    };
+    let key = active_key(&found.rule, &found.key);
+    Ok(store
+        .update(&key, move |slot, now| {
+            let Some(entry) = slot.as_mut() else {
+                return (None, false);
+            };
+            if entry.expires_at.is_some_and(|t| t <= now) {
+                return (None, false);
+            }
+            let crate::state::ops::Value::Text(text) = &mut entry.value else {
+                return (None, false);
+            };
+            let Ok(mut record) = serde_json::from_str::<ActiveAlert>(text) else {
+                return (None, false);
+            };
+            record.acknowledged = ack;
+            match serde_json::to_string(&record) {
+                Ok(t) => {
+                    *text = t;
+                    (Some(record), true)
+                }
+                Err(_) => (None, false),
+            }
+        })
+        .await)
 }
 
 async fn read_index(view: &StateView, index: &str) -> Vec<String> {

@@ -136,3 +136,64 @@ pub async fn groups(
         .collect();
     Json(out).into_response()
 }
+
+/// The body of an acknowledgement.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// Who takes it (required).
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /v1/alerts/{fingerprint}/ack` with `{"by", "comment"}`: "I have
+/// it". Until the alert ends (a resolution, `resolve-after`), firing
+/// again is recorded, not notified. Answers the alert as listed.
+pub async fn ack(
+    State(engine): State<Engine>,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: AckBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(format!("the body must be {{\"by\", \"comment\"}}: {e}")),
+    };
+    if body.by.trim().is_empty() {
+        return bad("by: say who acknowledges".into());
+    }
+    let ack = crate::active::Ack {
+        by: body.by,
+        comment: body.comment,
+        at: now_ms(),
+    };
+    tracing::info!(fingerprint, by = %ack.by, comment = %ack.comment, "alert acknowledged");
+    set_ack(&engine, &fingerprint, Some(ack)).await
+}
+
+/// `DELETE /v1/alerts/{fingerprint}/ack`: takes the acknowledgement back;
+/// the alert notifies again when it fires.
+pub async fn unack(
+    State(engine): State<Engine>,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+) -> Response {
+    tracing::info!(fingerprint, "alert acknowledgement taken back");
+    set_ack(&engine, &fingerprint, None).await
+}
+
+async fn set_ack(engine: &Engine, fingerprint: &str, ack: Option<crate::active::Ack>) -> Response {
+    match crate::active::acknowledge(&engine.state, fingerprint, ack).await {
+        Ok(Some(alert)) => {
+            let muted = engine.silences.muting(now_ms(), |name| alert.label(name));
+            Json(alert.to_api(&muted)).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(Value::String(format!(
+                "no active alert has fingerprint {fingerprint:?} (GET /api/v2/alerts lists them)"
+            ))),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(Value::String(e))).into_response(),
+    }
+}

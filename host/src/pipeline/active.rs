@@ -4,8 +4,13 @@
 //! scope: the record commits or is redone with the counts behind it. A
 //! silenced alert is recorded too: it is firing, only not notified. A
 //! resolution goes on to the channels only if it ended an active alert.
+//! An acknowledged alert firing again is recorded, not notified, until it
+//! ends.
+
+use std::collections::HashMap;
 
 use super::resolve;
+use crate::active::Ack;
 use crate::catalog::ActiveRule;
 use crate::event::now_ms;
 use crate::plugin::bindings::Alert;
@@ -15,12 +20,24 @@ use crate::state::StateView;
 /// resolution whose alert is not active: nothing fired for that key (the
 /// rule never alerted, or the alert already ended), so there is nothing
 /// to resolve (`tocsin_resolutions_dropped_total{rule}`).
-pub async fn run(view: &StateView, rule: &ActiveRule, alerts: &mut Vec<Alert>) {
+///
+/// Returns the acknowledgements of the alerts among them that are
+/// acknowledged, by key: those are recorded, not notified.
+pub async fn run(
+    view: &StateView,
+    rule: &ActiveRule,
+    alerts: &mut Vec<Alert>,
+) -> HashMap<String, Ack> {
     let now = now_ms();
+    let mut acked = HashMap::new();
     let mut keep = Vec::with_capacity(alerts.len());
     for alert in alerts.drain(..) {
         if !resolve::is_resolution(&alert) {
-            crate::active::fired(view, &rule.name, &alert, now, rule.resolve_after_ms).await;
+            let ack =
+                crate::active::fired(view, &rule.name, &alert, now, rule.resolve_after_ms).await;
+            if let Some(ack) = ack {
+                acked.insert(alert.key.clone(), ack);
+            }
             keep.push(alert);
             continue;
         }
@@ -40,4 +57,5 @@ pub async fn run(view: &StateView, rule: &ActiveRule, alerts: &mut Vec<Alert>) {
         }
     }
     *alerts = keep;
+    acked
 }

@@ -199,15 +199,15 @@ impl Worker {
             let counted = aggregated.is_some();
             let mut alerts = aggregated.unwrap_or_default();
             alerts.extend(resolve::run(&rule.name, &matched.resolutions));
-            active::run(view, &rule, &mut alerts).await;
+            let acked = active::run(view, &rule, &mut alerts).await;
             batch.counted(&rule, &matched, counted, &alerts);
             if let Some(budget) = suppress.as_deref_mut() {
                 replay::suppress(budget, &mut alerts);
             }
             for alert in alerts {
-                let muted = silence::muting(&self.silences, &rule.name, &alert);
-                if !muted.is_empty() {
-                    batch.silenced(&rule, &matched, &alert, &muted);
+                let ack = acked.get(&alert.key);
+                if let Some(m) = silence::muted(&self.silences, &rule.name, &alert, ack) {
+                    batch.muted(&rule, &matched, &alert, &m);
                     continue;
                 }
                 let id = batch.notification(&alert);
@@ -336,33 +336,29 @@ impl Evaluated {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
         self.out
             .notifications
-            .push(notification_row(&id, alert, &[]));
+            .push(notification_row(&id, alert, None));
         id
     }
 
     /// Records `alert`, muted by the silences `by`: in the history (with
     /// `silencedBy`), the trail and the metrics; nothing is delivered.
-    fn silenced(
+    fn muted(
         &mut self,
         rule: &ActiveRule,
         matched: &matcher::Matched,
         alert: &Alert,
-        by: &[String],
+        why: &silence::Muted,
     ) {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
         self.out
             .notifications
-            .push(notification_row(&id, alert, by));
-        metrics::counter!("tocsin_alerts_silenced_total", "rule" => rule.name.to_string())
-            .increment(1);
-        let step = Step::now("silenced")
+            .push(notification_row(&id, alert, Some(why)));
+        let (stage, metric) = why.stage();
+        metrics::counter!(metric, "rule" => rule.name.to_string()).increment(1);
+        let step = Step::now(stage)
             .rule(&rule.name)
             .notification(&id)
-            .detail(format!(
-                "{}; muted by silence {}",
-                alert.title,
-                by.join(", ")
-            ));
+            .detail(format!("{}; {}", alert.title, why.detail()));
         self.trail.events(covered(matched, alert), step);
     }
 
@@ -409,7 +405,11 @@ fn alert_covers(alert: &Alert, event: &crate::plugin::bindings::ErrorEvent) -> b
 }
 
 /// The history record of an alert.
-fn notification_row(id: &Arc<str>, alert: &Alert, silenced_by: &[String]) -> NotificationRow {
+fn notification_row(
+    id: &Arc<str>,
+    alert: &Alert,
+    muted: Option<&silence::Muted>,
+) -> NotificationRow {
     let severity = Severity::from(alert.severity).as_str();
     let labels: serde_json::Map<String, serde_json::Value> = alert
         .labels
@@ -421,8 +421,8 @@ fn notification_row(id: &Arc<str>, alert: &Alert, silenced_by: &[String]) -> Not
         "title": alert.title, "summary": alert.summary, "samples": alert.samples,
         "labels": labels, "firstSeen": alert.first_seen, "lastSeen": alert.last_seen,
     });
-    if !silenced_by.is_empty() {
-        alert_json["silencedBy"] = serde_json::json!(silenced_by);
+    if let Some(m) = muted {
+        m.record(&mut alert_json);
     }
     NotificationRow {
         id: id.to_string(),
