@@ -15,7 +15,7 @@
 use anyhow::Result;
 
 use crate::args;
-use crate::report::{self, cpu_at, num, progress, Row, Run, Section, Target, Unit};
+use crate::report::{self, cpu_at, num, progress, Cpu, Row, Run, Section, Target, Unit};
 use crate::servers::{loadgen, Ctx, Receiver, Tocsin, TocsinSetup};
 
 const FIG: &str = "2 http";
@@ -207,60 +207,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut achieved_rates = Vec::new();
     for r in 0..ctx.runs {
         let t = Tocsin::start(ctx, &setup()).await?;
-        let v = loadgen(
-            ctx,
-            args![
-                "post",
-                "--addr",
-                t.addr,
-                "--batch",
-                1,
-                "--conns",
-                4,
-                "--rate",
-                rate,
-                "--duration",
-                secs,
-                "--code",
-                "BENCH_LATENCY",
-                "--services",
-                1,
-                "--ws-rule",
-                "bench-latency",
-                "--cpu",
-                format!("server={}", t.pid())
-            ],
-        )
-        .await?;
+        let s = steady(ctx, &t, rate, secs, "BENCH_LATENCY", "bench-latency").await;
         t.stop();
-        let missing = num(&v, "ws.missing");
-        let mut notes = Vec::new();
-        if missing > 0.0 {
-            notes.push(format!("{missing} frames missing"));
-        }
-        if let Some(e) = errors_note(&v) {
-            notes.push(e);
-        }
-        let achieved = num(&v, "sent.events") / num(&v, "sent.elapsed_s");
-        achieved_rates.push(achieved);
-        if achieved < rate * 0.95 {
-            notes.push(format!("achieved {}", report::fmt(achieved, Unit::PerSec)));
-        }
-        let note = (!notes.is_empty()).then(|| notes.join(", "));
-        let cpu = cpu_at(&v, "cpu_send");
-        busy_p50.runs.push(Run {
-            value: num(&v, "ws.latency.p50_us"),
-            cpu: cpu.clone(),
-            note: note.clone(),
-        });
-        busy_p99.runs.push(Run {
-            value: num(&v, "ws.latency.p99_us"),
-            cpu: cpu.clone(),
-            note,
-        });
+        let s = s?;
+        achieved_rates.push(s.achieved);
+        busy_p50.runs.push(s.run("p50_us"));
+        busy_p99.runs.push(s.run("p99_us"));
         busy_lag.runs.push(Run {
-            value: num(&v, "sent.lag.p99_us"),
-            cpu,
+            value: num(&s.v, "sent.lag.p99_us"),
+            cpu: s.cpu.clone(),
             note: None,
         });
         progress(
@@ -269,8 +224,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 "10k/s latency run {}/{}: p50 {:.0} µs, p99 {:.0} µs",
                 r + 1,
                 ctx.runs,
-                num(&v, "ws.latency.p50_us"),
-                num(&v, "ws.latency.p99_us")
+                num(&s.v, "ws.latency.p50_us"),
+                num(&s.v, "ws.latency.p99_us")
             ),
         );
     }
@@ -325,6 +280,86 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         p50.map(|v| v <= 300.0),
     ));
     Ok(section)
+}
+
+/// One open-loop latency run ([`steady`]).
+pub struct Steady {
+    /// The generator's result (`ws.latency.*`, `sent.*`).
+    pub v: serde_json::Value,
+    /// Events per second actually sent.
+    pub achieved: f64,
+    /// Frames missing, failed requests, a rate short of the goal.
+    pub note: Option<String>,
+    /// CPU while sending.
+    pub cpu: Option<Cpu>,
+}
+
+impl Steady {
+    /// `ws.latency.<field>` (e.g. `p99_us`) as a run of a table row.
+    pub fn run(&self, field: &str) -> Run {
+        Run {
+            value: num(&self.v, &format!("ws.latency.{field}")),
+            cpu: self.cpu.clone(),
+            note: self.note.clone(),
+        }
+    }
+}
+
+/// Posts `code` events open-loop at `rate` per second for `secs` s, one
+/// event per request over 4 connections, and times each one to its frame
+/// on `/v1/ws?rule=<rule>` (a threshold-1 rule: one frame per event); the
+/// first 10 % are left out as warm-up.
+pub async fn steady(
+    ctx: &Ctx,
+    t: &Tocsin,
+    rate: f64,
+    secs: f64,
+    code: &str,
+    rule: &str,
+) -> Result<Steady> {
+    let v = loadgen(
+        ctx,
+        args![
+            "post",
+            "--addr",
+            t.addr,
+            "--batch",
+            1,
+            "--conns",
+            4,
+            "--rate",
+            rate,
+            "--duration",
+            secs,
+            "--code",
+            code,
+            "--services",
+            1,
+            "--ws-rule",
+            rule,
+            "--cpu",
+            format!("server={}", t.pid())
+        ],
+    )
+    .await?;
+    let missing = num(&v, "ws.missing");
+    let mut notes = Vec::new();
+    if missing > 0.0 {
+        notes.push(format!("{missing} frames missing"));
+    }
+    if let Some(e) = errors_note(&v) {
+        notes.push(e);
+    }
+    let achieved = num(&v, "sent.events") / num(&v, "sent.elapsed_s");
+    if achieved < rate * 0.95 {
+        notes.push(format!("achieved {}", report::fmt(achieved, Unit::PerSec)));
+    }
+    Ok(Steady {
+        achieved,
+        note: (!notes.is_empty()).then(|| notes.join(", ")),
+        cpu: cpu_at(&v, "cpu_send"),
+        v,
+    })
 }
 
 /// "N failed requests: first error" when the generator saw failures.

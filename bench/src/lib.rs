@@ -14,6 +14,7 @@ pub mod fig_alertmanager;
 pub mod fig_amqp;
 pub mod fig_cluster;
 pub mod fig_delivery;
+pub mod fig_hostile;
 pub mod fig_http;
 pub mod fig_memory;
 pub mod fig_reload;

@@ -29,7 +29,7 @@ struct Args {
     /// Runs per figure (default 3, or 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only these figures (comma-separated numbers 1-8).
+    /// Only these figures (comma-separated numbers 1-9).
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Where to write the report (default: <root>/BENCHMARKS.md).
@@ -69,7 +69,7 @@ fn main() {
     }
 }
 
-const TITLES: [&str; 8] = [
+const TITLES: [&str; 9] = [
     "1. Aggregation stage: WASM versus native, one core",
     "2. HTTP ingest and event → WebSocket latency",
     "3. RabbitMQ: tocsin versus a no-op consumer",
@@ -78,6 +78,7 @@ const TITLES: [&str; 8] = [
     "6. Memory (RSS)",
     "7. Side by side with Alertmanager",
     "8. Cluster: 1, 2 and 3 instances sharing Redis",
+    "9. Hostile plugins beside a healthy rule",
 ];
 
 /// Runs the selected figures; returns whether all of them were measured.
@@ -142,7 +143,7 @@ async fn run(args: Args) -> Result<bool> {
     let commit = git_commit(&ctx.root);
     let mut sections = Vec::new();
     let mut all_ok = true;
-    for n in 1..=8u8 {
+    for n in 1..=9u8 {
         if !selected(n) {
             continue;
         }
@@ -159,7 +160,8 @@ async fn run(args: Args) -> Result<bool> {
             5 => benchkit::fig_reload::run(&ctx).await,
             6 => benchkit::fig_memory::run(&ctx).await,
             7 => benchkit::fig_alertmanager::run(&ctx).await,
-            _ => benchkit::fig_cluster::run(&ctx).await,
+            8 => benchkit::fig_cluster::run(&ctx).await,
+            _ => benchkit::fig_hostile::run(&ctx).await,
         };
         match result {
             Ok(s) => sections.push(s),
@@ -234,6 +236,7 @@ fn targets_of(n: u8) -> &'static [(&'static str, &'static str)] {
         ],
         6 => &[("RSS with 100k live keys", "≤ 64 MiB")],
         8 => &[("cluster: alerts exact with 1, 2 and 3 instances", "exact")],
+        9 => &[("healthy rule p99 with hostile rules loaded", "≤ 2× without")],
         _ => &[
             ("accepted alerts/s vs Alertmanager, batch 1", "≥ 4×"),
             (

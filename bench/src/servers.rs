@@ -52,6 +52,16 @@ impl Ctx {
             .join("dist")
             .join(format!("{name}.wasm"))
     }
+
+    /// The built test plugin `name`.wasm (`tests/plugins/dist`: the
+    /// hostile ones; `cargo xtask plugins` builds them with the rest).
+    pub fn test_plugin(&self, name: &str) -> PathBuf {
+        self.root
+            .join("tests")
+            .join("plugins")
+            .join("dist")
+            .join(format!("{name}.wasm"))
+    }
 }
 
 /// The bundled plugins every tocsin run gets.
@@ -155,6 +165,12 @@ pub struct Tocsin {
 impl Tocsin {
     /// Prepares fresh directories and starts the process; does not wait.
     pub fn spawn(ctx: &Ctx, setup: &TocsinSetup) -> Result<Self> {
+        Self::spawn_with(ctx, setup, &[])
+    }
+
+    /// [`Self::spawn`], with the test plugins `extra` ([`Ctx::test_plugin`])
+    /// beside the bundled ones.
+    pub fn spawn_with(ctx: &Ctx, setup: &TocsinSetup, extra: &[&str]) -> Result<Self> {
         if !ctx.tocsin.is_file() {
             bail!(
                 "{} not found: build it with `cargo build --release -p tocsin` (`cargo xtask bench` does)",
@@ -168,8 +184,9 @@ impl Tocsin {
         for d in [&rules_dir, &plugins_dir, &data_dir] {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
-        for name in PLUGINS {
-            let from = ctx.plugin(name);
+        let bundled = PLUGINS.iter().map(|name| (*name, ctx.plugin(name)));
+        let tests = extra.iter().map(|name| (*name, ctx.test_plugin(name)));
+        for (name, from) in bundled.chain(tests) {
             std::fs::copy(&from, plugins_dir.join(format!("{name}.wasm"))).with_context(|| {
                 format!(
                     "copying {} (build the plugins with `cargo xtask plugins`)",
@@ -240,7 +257,12 @@ impl Tocsin {
 
     /// Starts tocsin and waits for `GET /healthz`.
     pub async fn start(ctx: &Ctx, setup: &TocsinSetup) -> Result<Self> {
-        let mut t = Self::spawn(ctx, setup)?;
+        Self::start_with(ctx, setup, &[]).await
+    }
+
+    /// [`Self::start`], with the test plugins `extra` ([`Self::spawn_with`]).
+    pub async fn start_with(ctx: &Ctx, setup: &TocsinSetup, extra: &[&str]) -> Result<Self> {
+        let mut t = Self::spawn_with(ctx, setup, extra)?;
         t.wait_ready("/healthz").await?;
         Ok(t)
     }

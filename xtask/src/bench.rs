@@ -7,7 +7,7 @@
 //!    tables, with how busy the machine was meanwhile; for its language
 //!    table it first builds the aggregator template in Rust, Python and
 //!    JavaScript with the release `tocsin plugin new` / `plugin build`;
-//! 3. runs `tocsin-bench`, which measures figures 2-8 on fresh processes
+//! 3. runs `tocsin-bench`, which measures figures 2-9 on fresh processes
 //!    and writes `BENCHMARKS.md` at the repository root.
 //!
 //! Not part of `cargo xtask test`: benchmarks are not tests, and they want
@@ -25,7 +25,7 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--only N,N,...] [--runs
   --quick       one short run per figure (a smoke test)
   --only LIST   only these figures (1 aggregation, 2 HTTP, 3 RabbitMQ,
                 4 delivery, 5 hot reload, 6 memory, 7 Alertmanager,
-                8 cluster)
+                8 cluster, 9 hostile plugins)
   --runs N      runs per figure (default 3; 1 with --quick)
 
 Needs RabbitMQ on 127.0.0.1:5672 (figures 3, 8), Redis on 127.0.0.1:6379
@@ -57,8 +57,8 @@ fn only(args: &[String]) -> Result<Option<Vec<u8>>> {
                 s.trim()
                     .parse::<u8>()
                     .ok()
-                    .filter(|n| (1..=8).contains(n))
-                    .with_context(|| format!("--only: {s:?} is not a figure number 1-8"))
+                    .filter(|n| (1..=9).contains(n))
+                    .with_context(|| format!("--only: {s:?} is not a figure number 1-9"))
             })
             .collect::<Result<Vec<_>>>()?;
         return Ok(Some(figures));
