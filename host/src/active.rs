@@ -19,16 +19,8 @@ use serde_json::{json, Value};
 
 use crate::event::format_rfc3339_ms;
 use crate::plugin::bindings::Alert;
+pub use crate::state::{active_key, ACTIVE_PREFIX};
 use crate::state::{StateOps, StateStore, StateView};
-
-/// Prefix of active-alert keys; rule names cannot contain `\u{1e}`, so no
-/// plugin key can collide with it.
-pub const ACTIVE_PREFIX: &str = "\u{1e}active\u{1f}";
-
-/// The state key of `rule`'s active alert `key`.
-pub fn active_key(rule: &str, key: &str) -> String {
-    format!("{ACTIVE_PREFIX}{rule}\u{1f}{key}")
-}
 
 /// The state key listing `rule`'s active alert keys for one error code
 /// and service: how a resolution, which knows only those (and its
@@ -90,13 +82,13 @@ impl ActiveAlert {
     /// A stable id of the alert (rule and key), as Alertmanager's
     /// fingerprint: 16 hex digits.
     pub fn fingerprint(&self) -> String {
-        let hash = blake3::hash(format!("{}\u{1f}{}", self.rule, self.key).as_bytes());
-        hash.to_hex()[..16].to_string()
+        fingerprint(&self.rule, &self.key)
     }
 
-    /// Alertmanager's `gettableAlert`, with the silences muting it now.
-    pub fn to_api(&self, silenced_by: &[String]) -> Value {
-        let state = if silenced_by.is_empty() {
+    /// Alertmanager's `gettableAlert`, with the silences muting it now and
+    /// the active alerts inhibiting it ([`crate::inhibit`]).
+    pub fn to_api(&self, silenced_by: &[String], inhibited_by: &[String]) -> Value {
+        let state = if silenced_by.is_empty() && inhibited_by.is_empty() {
             "active"
         } else {
             "suppressed"
@@ -109,13 +101,19 @@ impl ActiveAlert {
             "endsAt": format_rfc3339_ms(self.ends_at),
             "fingerprint": self.fingerprint(),
             "receivers": [{ "name": self.rule }],
-            "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": [] },
+            "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": inhibited_by },
             "generatorURL": "",
             "acknowledged": self.acknowledged.as_ref().map(|a| json!({
                 "by": a.by, "comment": a.comment, "at": format_rfc3339_ms(a.at),
             })),
         })
     }
+}
+
+/// The fingerprint of `rule`'s alert `key` (see [`ActiveAlert::fingerprint`]).
+pub fn fingerprint(rule: &str, key: &str) -> String {
+    let hash = blake3::hash(format!("{rule}\u{1f}{key}").as_bytes());
+    hash.to_hex()[..16].to_string()
 }
 
 /// The labels of `rule`'s `alert` as silences and the API see them.

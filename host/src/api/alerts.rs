@@ -2,7 +2,8 @@
 //! against tocsin: `GET /api/v2/alerts` and `GET /api/v2/alerts/groups`
 //! list the active alerts ([`crate::active`]) with their state
 //! (`active`, or `suppressed` with `silencedBy` when a silence mutes them
-//! now). Behind the same token as the silences.
+//! now and `inhibitedBy` when active alerts inhibit them,
+//! [`crate::inhibit`]). Behind the same token as the silences.
 //!
 //! Query parameters as Alertmanager's: `filter` (matchers, repeatable),
 //! `active`, `silenced`, `inhibited` (booleans, default true) and
@@ -14,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::silences::parse_matcher;
 use crate::active::ActiveAlert;
 use crate::engine::Engine;
 use crate::event::now_ms;
+use crate::silence::parse_matcher;
 use crate::silence::Matcher;
 use crate::source::auth;
 
@@ -26,6 +27,7 @@ struct Wanted {
     filters: Vec<Matcher>,
     active: bool,
     silenced: bool,
+    inhibited: bool,
     receiver: Option<regex::Regex>,
 }
 
@@ -52,22 +54,62 @@ fn wanted(query: &[(String, String)]) -> Result<Wanted, String> {
             Some(regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| format!("receiver: {e}"))?)
         }
     };
-    // Nothing here is inhibited yet; `inhibited` is read for its errors.
-    flag("inhibited")?;
     Ok(Wanted {
         filters,
         active: flag("active")?,
         silenced: flag("silenced")?,
+        inhibited: flag("inhibited")?,
         receiver,
     })
 }
 
-/// The alerts `query` asks for, each with the silences muting it now.
+/// An active alert as listed: with the silences muting it now and the
+/// active alerts inhibiting it.
+struct Listed {
+    alert: ActiveAlert,
+    silenced_by: Vec<String>,
+    inhibited_by: Vec<String>,
+}
+
+impl Listed {
+    fn to_api(&self) -> Value {
+        self.alert.to_api(&self.silenced_by, &self.inhibited_by)
+    }
+}
+
+/// What mutes each of `alerts` now: silences, and inhibition by the
+/// others (every active alert is a possible source).
+fn mutes(engine: &Engine, alerts: Vec<ActiveAlert>, all: &[ActiveAlert]) -> Vec<Listed> {
+    let now = now_ms();
+    let inhibitions = engine.generation.load().inhibitions.clone();
+    let prints: Vec<String> = all.iter().map(ActiveAlert::fingerprint).collect();
+    alerts
+        .into_iter()
+        .map(|a| {
+            let silenced_by = engine.silences.muting(now, |name| a.label(name));
+            let sources = all
+                .iter()
+                .zip(&prints)
+                .map(|(s, f)| crate::inhibit::Source {
+                    fingerprint: f,
+                    labels: &s.labels,
+                });
+            let inhibited_by = inhibitions.inhibited_by(&a.fingerprint(), &a.labels, sources);
+            Listed {
+                alert: a,
+                silenced_by,
+                inhibited_by,
+            }
+        })
+        .collect()
+}
+
+/// The alerts `query` asks for, with what mutes them.
 async fn select(
     engine: &Engine,
     headers: &HeaderMap,
     query: &[(String, String)],
-) -> Result<Vec<(ActiveAlert, Vec<String>)>, Response> {
+) -> Result<Vec<Listed>, Response> {
     auth::require_bearer(
         headers,
         super::admin::silences_token(&engine.config),
@@ -78,22 +120,23 @@ async fn select(
     let alerts = crate::active::list(&engine.state)
         .await
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, Json(Value::String(e))).into_response())?;
-    let now = now_ms();
-    Ok(alerts
-        .into_iter()
+    let wanted: Vec<ActiveAlert> = alerts
+        .iter()
         .filter(|a| {
             want.filters
                 .iter()
                 .all(|m| m.matches(a.label(&m.name).unwrap_or("")))
                 && want.receiver.as_ref().is_none_or(|r| r.is_match(&a.rule))
         })
-        .map(|a| {
-            let muted = engine.silences.muting(now, |name| a.label(name));
-            (a, muted)
-        })
-        .filter(|(_, muted)| match muted.is_empty() {
-            true => want.active,
-            false => want.silenced,
+        .cloned()
+        .collect();
+    Ok(mutes(engine, wanted, &alerts)
+        .into_iter()
+        .filter(|l| {
+            let (silenced, inhibited) = (!l.silenced_by.is_empty(), !l.inhibited_by.is_empty());
+            (want.active && !silenced && !inhibited)
+                || (want.silenced && silenced)
+                || (want.inhibited && inhibited)
         })
         .collect())
 }
@@ -106,7 +149,7 @@ pub async fn list(
 ) -> Response {
     match select(&engine, &headers, &query).await {
         Ok(alerts) => {
-            let out: Vec<Value> = alerts.iter().map(|(a, m)| a.to_api(m)).collect();
+            let out: Vec<Value> = alerts.iter().map(Listed::to_api).collect();
             Json(out).into_response()
         }
         Err(r) => r,
@@ -125,8 +168,8 @@ pub async fn groups(
         Err(r) => return r,
     };
     let mut by_rule: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
-    for (a, muted) in &alerts {
-        by_rule.entry(&a.rule).or_default().push(a.to_api(muted));
+    for l in &alerts {
+        by_rule.entry(&l.alert.rule).or_default().push(l.to_api());
     }
     let out: Vec<Value> = by_rule
         .into_iter()
@@ -184,8 +227,11 @@ pub async fn unack(
 async fn set_ack(engine: &Engine, fingerprint: &str, ack: Option<crate::active::Ack>) -> Response {
     match crate::active::acknowledge(&engine.state, fingerprint, ack).await {
         Ok(Some(alert)) => {
-            let muted = engine.silences.muting(now_ms(), |name| alert.label(name));
-            Json(alert.to_api(&muted)).into_response()
+            let all = crate::active::list(&engine.state).await.unwrap_or_default();
+            match mutes(engine, vec![alert], &all).pop() {
+                Some(l) => Json(l.to_api()).into_response(),
+                None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
         }
         Ok(None) => (
             StatusCode::NOT_FOUND,

@@ -32,6 +32,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/deliveries/replay", post(deliveries::replay_all))
         .route("/v1/deliveries/{id}/replay", post(deliveries::replay_one))
         .route("/v1/rules", get(status::rules))
+        .route("/v1/policies", get(status::policies))
         .route(
             "/v1/alerts/{fingerprint}/ack",
             post(alerts::ack).delete(alerts::unack),

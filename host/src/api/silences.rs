@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::engine::Engine;
 use crate::event::now_ms;
-use crate::silence::{Matcher, PostableSilence, SilenceError};
+use crate::silence::{parse_matcher, PostableSilence, SilenceError};
 use crate::source::auth;
 
 const WHAT: &str = "silences";
@@ -116,64 +116,5 @@ pub async fn expire(
     match engine.silences.expire(&id).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => error(e),
-    }
-}
-
-/// One matcher in Alertmanager's text form: `name=value`, `name!="v"`,
-/// `name=~"re.*"`, `name!~re`; the value optionally double-quoted. Shared
-/// with the CLI.
-pub fn parse_matcher(text: &str) -> Result<Matcher, String> {
-    let text = text.trim().trim_start_matches('{').trim_end_matches('}');
-    let at = text.find(['=', '!']).ok_or_else(|| {
-        format!("{text:?} is not a matcher (name=value, name!=value, name=~regex, name!~regex)")
-    })?;
-    let (name, rest) = text.split_at(at);
-    let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
-        (true, true, v)
-    } else if let Some(v) = rest.strip_prefix("!~") {
-        (false, true, v)
-    } else if let Some(v) = rest.strip_prefix("!=") {
-        (false, false, v)
-    } else if let Some(v) = rest.strip_prefix('=') {
-        (true, false, v)
-    } else {
-        return Err(format!(
-            "{text:?}: expected =, !=, =~ or !~ after the label name"
-        ));
-    };
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!("{text:?}: the label name is empty"));
-    }
-    let value = value.trim();
-    let value = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value);
-    let mut m = Matcher {
-        name: name.to_string(),
-        value: value.to_string(),
-        is_regex,
-        is_equal,
-        compiled: None,
-    };
-    m.compile()?;
-    Ok(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_matcher;
-
-    #[test]
-    fn matchers_in_alertmanager_text_form() {
-        let m = parse_matcher("service=device-service").expect("ok");
-        assert!(m.is_equal && !m.is_regex && m.value == "device-service");
-        let m = parse_matcher(r#"alertname!~"DB_.*""#).expect("ok");
-        assert!(!m.is_equal && m.is_regex && m.value == "DB_.*");
-        let m = parse_matcher("{severity!=low}").expect("ok");
-        assert!(!m.is_equal && !m.is_regex && m.name == "severity");
-        assert!(parse_matcher("nothing").is_err());
-        assert!(parse_matcher("=x").is_err());
     }
 }

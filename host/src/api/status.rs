@@ -1,4 +1,4 @@
-//! `GET /v1/plugins`, `GET /v1/rules`, `GET /healthz`.
+//! `GET /v1/plugins`, `GET /v1/rules`, `GET /v1/policies`, `GET /healthz`.
 
 use axum::extract::State;
 use axum::Json;
@@ -30,6 +30,14 @@ pub async fn rules(State(engine): State<Engine>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "generation": engine.generation.load().id, "rules": rules }))
+}
+
+/// `GET /v1/policies`: every policy file of the rules directory (its
+/// inhibition rules and time intervals) and why the file on disk is not
+/// serving, if it is not.
+pub async fn policies(State(engine): State<Engine>) -> Json<Value> {
+    let catalog = engine.catalog.lock().await;
+    Json(json!({ "generation": engine.generation.load().id, "files": catalog.policy_status() }))
 }
 
 /// Liveness: the process serves requests.

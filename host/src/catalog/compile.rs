@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::rule::{self, Matcher, RuleSpec};
 use super::{stem, ActiveRule, Catalog, ChannelBinding, RuleBinding};
 use crate::event::now_ms;
+use crate::interval::Schedule;
 use crate::plugin::instance::BindingConfig;
 use crate::plugin::{Instances, World};
 
@@ -127,6 +128,10 @@ impl Catalog {
                 target,
                 grants: Arc::new(c.grants.clone()),
                 retry,
+                schedule: Schedule {
+                    mute_times: c.mute_times.clone(),
+                    active_times: c.active_times.clone(),
+                },
             });
             channel_names.push(cname);
         }
@@ -156,6 +161,10 @@ impl Catalog {
             channels,
             channel_names,
             resolve_after_ms,
+            schedule: Schedule {
+                mute_times: spec.mute_times.clone(),
+                active_times: spec.active_times.clone(),
+            },
             bindings,
             plugin_hashes,
         })

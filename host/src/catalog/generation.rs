@@ -26,6 +26,8 @@ pub struct ChannelBinding {
     pub target: RuleBinding,
     pub grants: Arc<Grants>,
     pub retry: crate::deliver::RetryPolicy,
+    /// When the channel is called (`mute-times`, `active-times`).
+    pub schedule: crate::interval::Schedule,
 }
 
 /// A validated rule, as the pipeline runs it.
@@ -46,10 +48,21 @@ pub struct ActiveRule {
     /// How long an alert stays active after it last fired
     /// (`resolve-after`; [`crate::active`]).
     pub resolve_after_ms: u64,
+    /// When the rule's alerts are notified (`mute-times`, `active-times`).
+    pub schedule: crate::interval::Schedule,
     /// Every binding of this rule with its configuration JSON, per plugin.
     pub(super) bindings: Vec<(String, BindingConfig)>,
     /// Content hashes of the plugins this version was validated against.
     pub(super) plugin_hashes: BTreeMap<String, String>,
+}
+
+impl ActiveRule {
+    /// Every time interval the rule and its channels name.
+    pub fn interval_names(&self) -> impl Iterator<Item = &String> {
+        self.schedule
+            .names()
+            .chain(self.channels.iter().flat_map(|c| c.schedule.names()))
+    }
 }
 
 /// An immutable snapshot of everything loaded; swapped atomically.
@@ -59,6 +72,10 @@ pub struct Generation {
     pub plugins: HashMap<String, Arc<LoadedPlugin>>,
     /// Every binding of every active rule, by plugin name.
     pub bindings: HashMap<String, Vec<BindingConfig>>,
+    /// The inhibition rules of the rules directory.
+    pub inhibitions: Arc<crate::inhibit::Inhibitions>,
+    /// The named time intervals of the rules directory.
+    pub intervals: Arc<crate::interval::Intervals>,
 }
 
 impl Generation {
@@ -69,6 +86,8 @@ impl Generation {
             rules: Vec::new(),
             plugins: HashMap::new(),
             bindings: HashMap::new(),
+            inhibitions: Arc::default(),
+            intervals: Arc::default(),
         }
     }
 

@@ -12,12 +12,14 @@
 mod background;
 mod compile;
 mod generation;
+mod policy;
 mod purge;
 pub mod rule;
 mod status;
 pub mod watcher;
 
 pub use generation::{ActiveRule, ChannelBinding, Generation, RuleBinding};
+pub use policy::PolicyStatus;
 pub use status::{PluginStatus, RuleStatus};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -103,6 +105,8 @@ pub struct Catalog {
     rules_dir: PathBuf,
     plugins: BTreeMap<String, PluginEntry>,
     rules: BTreeMap<PathBuf, RuleEntry>,
+    /// Policy files of the rules directory ([`policy`]).
+    policies: BTreeMap<PathBuf, Entry<policy::PolicyFile>>,
     current: Arc<ArcSwap<Generation>>,
     next_id: u64,
     default_retry: crate::deliver::RetryPolicy,
@@ -145,6 +149,7 @@ impl Catalog {
             rules_dir,
             plugins: BTreeMap::new(),
             rules: BTreeMap::new(),
+            policies: BTreeMap::new(),
             current: Arc::new(ArcSwap::from_pointee(Generation::empty())),
             next_id: 1,
             default_retry: crate::deliver::RetryPolicy::default(),
@@ -329,14 +334,14 @@ impl Catalog {
     }
 
     async fn reload_rules(&mut self, report: &mut ReloadReport, plugins_changed: bool) -> bool {
-        let files = match list(&self.rules_dir, "toml") {
+        let mut files = match list(&self.rules_dir, "toml") {
             Ok(f) => f,
             Err(e) => {
                 report.errors.push(format!("rules directory {e}"));
                 return false;
             }
         };
-        let mut changed = false;
+        let mut changed = self.reload_policies(&mut files, report);
         let present: HashSet<&PathBuf> = files.iter().collect();
         let gone: Vec<PathBuf> = self
             .rules
@@ -429,6 +434,7 @@ impl Catalog {
             .collect();
         let mut rules = Vec::new();
         let mut bindings: HashMap<String, Vec<BindingConfig>> = HashMap::new();
+        let intervals = self.current_intervals();
         for entry in self.rules.values_mut() {
             let Some(rule) = &entry.current else { continue };
             let missing: Vec<&String> = rule
@@ -439,6 +445,17 @@ impl Catalog {
             if !missing.is_empty() {
                 entry.last_error = Some(format!(
                     "rule `{}` is inactive: plugin(s) {missing:?} not loaded",
+                    rule.name
+                ));
+                continue;
+            }
+            let unknown: Vec<&String> = rule
+                .interval_names()
+                .filter(|n| !intervals.contains_key(*n))
+                .collect();
+            if !unknown.is_empty() {
+                entry.last_error = Some(format!(
+                    "rule `{}` is inactive: time interval(s) {unknown:?} not defined by any policy file of the rules directory",
                     rule.name
                 ));
                 continue;
@@ -463,6 +480,8 @@ impl Catalog {
             rules,
             plugins,
             bindings,
+            inhibitions: self.current_inhibitions(),
+            intervals,
         }));
     }
 }

@@ -57,6 +57,13 @@ pub struct RuleSpec {
     /// without a resolution (`"1h"` when unset; see [`crate::active`]).
     #[serde(rename = "resolve-after")]
     pub resolve_after: Option<String>,
+    /// Time intervals ([`crate::interval`]) during which none of this
+    /// rule's alerts is notified (they are still counted and recorded).
+    #[serde(rename = "mute-times", default)]
+    pub mute_times: Vec<String>,
+    /// When set, this rule's alerts are notified only during these.
+    #[serde(rename = "active-times", default)]
+    pub active_times: Vec<String>,
 }
 
 /// How long an alert stays active after it last fired when its rule sets
@@ -117,6 +124,12 @@ pub struct ChannelSpec {
     /// Retry policy of this channel's deliveries; unset keys take `[delivery]`'s.
     #[serde(default)]
     pub retry: RetrySpec,
+    /// Time intervals during which this channel is not called.
+    #[serde(rename = "mute-times", default)]
+    pub mute_times: Vec<String>,
+    /// When set, this channel is called only during these.
+    #[serde(rename = "active-times", default)]
+    pub active_times: Vec<String>,
 }
 
 /// `retry = { attempts = 5, base = "1s", cap = "30s" }` on a channel.

@@ -105,6 +105,7 @@ impl Catalog {
             .filter_map(|e| e.last_error.clone())
             .collect();
         out.extend(self.rules.values().filter_map(|e| e.last_error.clone()));
+        out.extend(self.policies.values().filter_map(|e| e.last_error.clone()));
         out
     }
 }

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::api::silences::parse_matcher;
 use crate::event::{format_rfc3339_ms, now_ms};
+use crate::silence::parse_matcher;
 
 /// Options of `tocsin silence`.
 #[derive(Args, Debug)]

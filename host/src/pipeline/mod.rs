@@ -12,8 +12,9 @@
 //!    ([`aggregate::guarded`]), and [`resolve`] turns resolved alerts into
 //!    resolutions;
 //!    Every alert is recorded as active, and every resolution ends one
-//!    ([`active`]); an alert an active silence mutes stops here
-//!    ([`silence`]): recorded, not notified;
+//!    ([`active`]); an alert an active silence mutes ([`silence`]), or
+//!    that an active alert inhibits ([`inhibit`]), stops here: recorded,
+//!    not notified;
 //! 3. [`route`] picks channels;
 //! 4. [`notify`] renders them into the batch's outgoing deliveries;
 //! 5. [`commit`] makes the batch durable, then enters the delivery stage
@@ -46,6 +47,7 @@ pub mod active;
 pub mod aggregate;
 pub mod commit;
 pub mod dedup;
+pub mod inhibit;
 pub mod matcher;
 pub mod notify;
 pub mod observe;
@@ -193,6 +195,9 @@ impl Worker {
     ) -> Evaluated {
         let mut batch = Evaluated::new(events);
         let view = &scope.view;
+        // Stages 1–2 for every rule first, so inhibition (stage 2½) sees
+        // every alert the batch fired, whichever rule fired it.
+        let mut fired = Vec::new();
         for (rule, matched) in matcher::match_batch(rules, events, view, self.dedup_ttl_ms).await {
             batch.trail_matched(&rule, &matched);
             let aggregated = self.aggregate(g, &rule, &matched, scope, &mut batch).await;
@@ -204,21 +209,31 @@ impl Worker {
             if let Some(budget) = suppress.as_deref_mut() {
                 replay::suppress(budget, &mut alerts);
             }
+            fired.push((rule, matched, alerts, acked));
+        }
+        let alerts = fired.iter().map(|(r, _, a, _)| (&*r.name, a.as_slice()));
+        let mut inhibitor = inhibit::Inhibitor::new(&g.inhibitions, &self.state, alerts);
+        for (rule, matched, alerts, acked) in &fired {
             for alert in alerts {
                 let ack = acked.get(&alert.key);
-                if let Some(m) = silence::muted(&self.silences, &rule.name, &alert, ack) {
-                    batch.muted(&rule, &matched, &alert, &m);
+                let why = match silence::muted(&self.silences, rule, &g.intervals, alert, ack) {
+                    Some(m) => Some(m),
+                    None => inhibitor.muted(&rule.name, alert).await,
+                };
+                if let Some(m) = why {
+                    batch.muted(rule, matched, alert, &m);
                     continue;
                 }
-                let id = batch.notification(&alert);
-                let channels = route::run(&mut self.instances, g, &rule, &alert).await;
-                batch.trail_notified(&rule, &matched, &alert, &id, &channels);
+                let id = batch.notification(alert);
+                let channels = route::run(&mut self.instances, g, rule, alert).await;
+                let (channels, off) = route::scheduled(g, rule, channels, crate::event::now_ms());
+                batch.trail_notified(rule, matched, alert, &id, &channels, &off);
                 notify::run(
                     &mut self.instances,
                     g,
-                    &rule,
+                    rule,
                     &id,
-                    &alert,
+                    alert,
                     &channels,
                     &mut batch.out,
                 )
@@ -370,12 +385,17 @@ impl Evaluated {
         alert: &Alert,
         id: &str,
         channels: &[ChannelBinding],
+        muted: &[String],
     ) {
         let names: Vec<&str> = channels.iter().map(|c| &*c.name).collect();
+        let mut detail = format!("{}; channels: {}", alert.title, names.join(", "));
+        if !muted.is_empty() {
+            detail.push_str(&format!("; muted: {}", muted.join(", ")));
+        }
         let step = Step::now("notified")
             .rule(&rule.name)
             .notification(id)
-            .detail(format!("{}; channels: {}", alert.title, names.join(", ")));
+            .detail(detail);
         self.trail.events(covered(matched, alert), step);
     }
 }

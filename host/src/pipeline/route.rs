@@ -1,10 +1,34 @@
-//! Stage 3: the rule's router plugin picks channels for an alert.
+//! Stage 3: the rule's router plugin picks channels for an alert; a
+//! channel whose `mute-times` cover now (or whose `active-times` do not,
+//! [`crate::interval`]) is left out ([`scheduled`]).
 
 use std::time::Instant;
 
 use crate::catalog::{ActiveRule, ChannelBinding, Generation};
 use crate::plugin::bindings::Alert;
 use crate::plugin::Instances;
+
+/// `channels` without those that their schedule mutes at `now_ms`, and
+/// what muted each one left out (for the trail).
+pub fn scheduled(
+    g: &Generation,
+    rule: &ActiveRule,
+    channels: Vec<ChannelBinding>,
+    now_ms: i64,
+) -> (Vec<ChannelBinding>, Vec<String>) {
+    let mut kept = Vec::with_capacity(channels.len());
+    let mut muted = Vec::new();
+    for c in channels {
+        match c.schedule.muted_by(&g.intervals, now_ms) {
+            None => kept.push(c),
+            Some(why) => {
+                metrics::counter!("tocsin_channel_muted_total", "rule" => rule.name.to_string(), "channel" => c.name.to_string()).increment(1);
+                muted.push(format!("{} ({why})", c.name));
+            }
+        }
+    }
+    (kept, muted)
+}
 
 /// The channels of `rule` that should deliver `alert`. Without a router,
 /// every channel. If the router fails, every channel too: a broken router

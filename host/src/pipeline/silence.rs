@@ -3,16 +3,12 @@
 //! ([`crate::active`]), has been counted and is recorded — in the
 //! notification history with `silencedBy` or `acknowledgedBy`, and as a
 //! `silenced` or `acknowledged` step in its events' traces — but it is
-//! never routed or handed to a channel.
+//! never routed or handed to a channel. Inhibition, which needs the other
+//! active alerts, is [`super::inhibit`].
 
 use crate::event::now_ms;
 use crate::plugin::bindings::Alert;
 use crate::silence::{alert_label, Silences};
-
-/// The ids of the silences muting `alert` of `rule` now (none: notify).
-pub fn muting(silences: &Silences, rule: &str, alert: &Alert) -> Vec<String> {
-    silences.muting(now_ms(), |name| alert_label(rule, alert, name))
-}
 
 /// Why an alert is recorded and not notified.
 pub enum Muted {
@@ -20,6 +16,10 @@ pub enum Muted {
     Silenced(Vec<String>),
     /// It is acknowledged.
     Acknowledged(crate::active::Ack),
+    /// Active alerts (these fingerprints) inhibit it ([`super::inhibit`]).
+    Inhibited(Vec<String>),
+    /// Its rule's time intervals ([`crate::interval`]): why.
+    Scheduled(String),
 }
 
 impl Muted {
@@ -28,6 +28,8 @@ impl Muted {
         match self {
             Muted::Silenced(_) => ("silenced", "tocsin_alerts_silenced_total"),
             Muted::Acknowledged(_) => ("acknowledged", "tocsin_alerts_acknowledged_total"),
+            Muted::Inhibited(_) => ("inhibited", "tocsin_alerts_inhibited_total"),
+            Muted::Scheduled(_) => ("mute-time", "tocsin_alerts_time_muted_total"),
         }
     }
 
@@ -36,6 +38,8 @@ impl Muted {
         match self {
             Muted::Silenced(ids) => format!("muted by silence {}", ids.join(", ")),
             Muted::Acknowledged(a) => format!("acknowledged by {}", a.by),
+            Muted::Inhibited(by) => format!("inhibited by active alert {}", by.join(", ")),
+            Muted::Scheduled(why) => format!("not notified: {why}"),
         }
     }
 
@@ -47,21 +51,29 @@ impl Muted {
                 alert["acknowledgedBy"] =
                     serde_json::json!({ "by": a.by, "comment": a.comment, "at": a.at })
             }
+            Muted::Inhibited(by) => alert["inhibitedBy"] = serde_json::json!(by),
+            Muted::Scheduled(why) => alert["mutedBy"] = serde_json::json!(why),
         }
     }
 }
 
 /// Why `rule`'s `alert` is not notified, if it is not: its acknowledgement
-/// (`ack`), else the silences muting it now.
+/// (`ack`), else the silences muting it now, else the rule's time
+/// intervals (`intervals`).
 pub fn muted(
     silences: &Silences,
-    rule: &str,
+    rule: &crate::catalog::ActiveRule,
+    intervals: &crate::interval::Intervals,
     alert: &Alert,
     ack: Option<&crate::active::Ack>,
 ) -> Option<Muted> {
     if let Some(a) = ack {
         return Some(Muted::Acknowledged(a.clone()));
     }
-    let ids = muting(silences, rule, alert);
-    (!ids.is_empty()).then_some(Muted::Silenced(ids))
+    let now = now_ms();
+    let ids = silences.muting(now, |name| alert_label(&rule.name, alert, name));
+    if !ids.is_empty() {
+        return Some(Muted::Silenced(ids));
+    }
+    rule.schedule.muted_by(intervals, now).map(Muted::Scheduled)
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use redis::AsyncCommands;
 
-pub use model::{Matcher, PostableSilence, Silence, SilenceState};
+pub use model::{parse_matcher, Matcher, PostableSilence, Silence, SilenceState};
 
 use crate::event::now_ms;
 use crate::plugin::bindings::Alert;

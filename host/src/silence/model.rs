@@ -71,6 +71,48 @@ impl Matcher {
     }
 }
 
+/// One matcher in Alertmanager's text form: `name=value`, `name!="v"`,
+/// `name=~"re.*"`, `name!~re`; the value optionally double-quoted. One
+/// parser for the API's filters, the CLI and the inhibition rules.
+pub fn parse_matcher(text: &str) -> Result<Matcher, String> {
+    let text = text.trim().trim_start_matches('{').trim_end_matches('}');
+    let at = text.find(['=', '!']).ok_or_else(|| {
+        format!("{text:?} is not a matcher (name=value, name!=value, name=~regex, name!~regex)")
+    })?;
+    let (name, rest) = text.split_at(at);
+    let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
+        (true, true, v)
+    } else if let Some(v) = rest.strip_prefix("!~") {
+        (false, true, v)
+    } else if let Some(v) = rest.strip_prefix("!=") {
+        (false, false, v)
+    } else if let Some(v) = rest.strip_prefix('=') {
+        (true, false, v)
+    } else {
+        return Err(format!(
+            "{text:?}: expected =, !=, =~ or !~ after the label name"
+        ));
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("{text:?}: the label name is empty"));
+    }
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let mut m = Matcher {
+        name: name.to_string(),
+        value: value.to_string(),
+        is_regex,
+        is_equal,
+        compiled: None,
+    };
+    m.compile()?;
+    Ok(m)
+}
+
 /// Where a silence is in its life, at a given time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SilenceState {
@@ -261,5 +303,17 @@ mod tests {
         bad.value = "(".into();
         let bad = post(vec![bad], "2026-12-01T10:00:00Z", "2026-12-01T12:00:00Z");
         assert!(bad.validate(now).unwrap_err().contains("invalid regex"));
+    }
+
+    #[test]
+    fn matchers_in_alertmanager_text_form() {
+        let m = parse_matcher("service=device-service").expect("ok");
+        assert!(m.is_equal && !m.is_regex && m.value == "device-service");
+        let m = parse_matcher(r#"alertname!~"DB_.*""#).expect("ok");
+        assert!(!m.is_equal && m.is_regex && m.value == "DB_.*");
+        let m = parse_matcher("{severity!=low}").expect("ok");
+        assert!(!m.is_equal && !m.is_regex && m.name == "severity");
+        assert!(parse_matcher("nothing").is_err());
+        assert!(parse_matcher("=x").is_err());
     }
 }

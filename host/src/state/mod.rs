@@ -239,18 +239,28 @@ pub fn seen_key(rule: &str, event_id: &str) -> String {
 
 /// The rule a state key belongs to: a plugin key ([`scoped_key`]), a
 /// dedup mark ([`seen_key`]) or an active alert
-/// ([`crate::active::active_key`]); `None` for the host's own keys
+/// ([`active_key`]); `None` for the host's own keys
 /// (intents, the journal).
 pub fn rule_of(key: &str) -> Option<&str> {
     let rest = match key
         .strip_prefix(SEEN_PREFIX)
-        .or_else(|| key.strip_prefix(crate::active::ACTIVE_PREFIX))
+        .or_else(|| key.strip_prefix(ACTIVE_PREFIX))
     {
         Some(rest) => rest,
         None if key.starts_with('\u{1e}') => return None,
         None => key,
     };
     rest.split('\u{1f}').next()
+}
+
+/// Prefix of active-alert keys ([`crate::active`] keeps them; the state
+/// module names every host key, so it can tell whose a key is). Rule names
+/// cannot contain `\u{1e}`, so no plugin key can collide with it.
+pub const ACTIVE_PREFIX: &str = "\u{1e}active\u{1f}";
+
+/// The state key of `rule`'s active alert `key`.
+pub fn active_key(rule: &str, key: &str) -> String {
+    format!("{ACTIVE_PREFIX}{rule}\u{1f}{key}")
 }
 
 /// Prefix of dedup marks.
