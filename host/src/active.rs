@@ -61,6 +61,10 @@ pub struct ActiveAlert {
     /// notified; it ends with the alert (a resolution, `resolve-after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Ack>,
+    /// How many of its rule's escalation steps have fired
+    /// ([`crate::pipeline::escalate`]).
+    #[serde(default)]
+    pub escalated: u32,
 }
 
 /// An acknowledgement of an active alert.
@@ -103,10 +107,41 @@ impl ActiveAlert {
             "receivers": [{ "name": self.rule }],
             "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": inhibited_by },
             "generatorURL": "",
+            "escalated": self.escalated,
             "acknowledged": self.acknowledged.as_ref().map(|a| json!({
                 "by": a.by, "comment": a.comment, "at": format_rfc3339_ms(a.at),
             })),
         })
+    }
+}
+
+impl ActiveAlert {
+    /// The alert as channels render it, for escalation step `step` (its
+    /// label `escalation`, and `[escalation N]` before its title).
+    pub fn to_alert(&self, step: usize) -> Alert {
+        let severity = self
+            .label("severity")
+            .and_then(crate::event::Severity::parse)
+            .unwrap_or(crate::event::Severity::High);
+        let mut labels: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "rule" | "alertname"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.push(("escalation".into(), step.to_string()));
+        Alert {
+            key: self.key.clone(),
+            rule: self.rule.clone(),
+            count: self.count,
+            first_seen: self.starts_at,
+            last_seen: self.updated_at,
+            severity: severity.into(),
+            title: format!("[escalation {step}] {}", self.title),
+            summary: self.summary.clone(),
+            samples: Vec::new(),
+            labels,
+        }
     }
 }
 
@@ -154,6 +189,7 @@ pub async fn fired(
         starts_at: before.as_ref().map_or(now, |b| b.starts_at),
         updated_at: now,
         ends_at: now.saturating_add(ttl_ms as i64),
+        escalated: before.as_ref().map_or(0, |b| b.escalated),
         acknowledged: before.and_then(|b| b.acknowledged),
     };
     let ack = record.acknowledged.clone();

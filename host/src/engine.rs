@@ -187,6 +187,9 @@ impl Engine {
                 queue: config.engine.queue,
                 dedup_ttl_ms: config.engine.dedup_ttl_secs.saturating_mul(1000),
                 silences: silences.clone(),
+                escalation_tick: std::time::Duration::from_millis(
+                    config.engine.escalation_tick_ms.max(10),
+                ),
             },
             generation.clone(),
             runtime.clone(),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::rule::{self, Matcher, RuleSpec};
-use super::{stem, ActiveRule, Catalog, ChannelBinding, RuleBinding};
+use super::{stem, ActiveRule, Catalog, ChannelBinding, EscalationStep, RuleBinding};
 use crate::event::now_ms;
 use crate::interval::Schedule;
 use crate::plugin::instance::BindingConfig;
@@ -135,6 +135,7 @@ impl Catalog {
             });
             channel_names.push(cname);
         }
+        let escalation = escalation_steps(&spec, &mut channels, &mut channel_names)?;
         for (plugin, binding) in &bindings {
             if let Some(p) = self.loaded(plugin) {
                 Instances::check_configure(&self.rt, p, binding)
@@ -165,10 +166,62 @@ impl Catalog {
                 mute_times: spec.mute_times.clone(),
                 active_times: spec.active_times.clone(),
             },
+            escalation,
             bindings,
             plugin_hashes,
         })
     }
+}
+
+/// The rule's escalation steps, each with the channels it names; those
+/// channels leave `channels` (and the names offered to the router): only
+/// their steps call them. Steps must come later one after the other.
+fn escalation_steps(
+    spec: &RuleSpec,
+    channels: &mut Vec<ChannelBinding>,
+    channel_names: &mut Vec<String>,
+) -> Result<Vec<EscalationStep>, String> {
+    let mut steps = Vec::with_capacity(spec.escalation.len());
+    let mut last = 0;
+    for (i, s) in spec.escalation.iter().enumerate() {
+        let at = format!("escalation[{i}]");
+        let after_ms = humantime::parse_duration(&s.after)
+            .map_err(|e| format!("{at}.after: {:?}: {e} (use e.g. 15m, 1h)", s.after))?
+            .as_millis() as u64;
+        if after_ms <= last {
+            return Err(format!(
+                "{at}.after: {:?} must come after the previous step (and after 0, the first notification)",
+                s.after
+            ));
+        }
+        last = after_ms;
+        if s.channels.is_empty() {
+            return Err(format!(
+                "{at}.channels: name at least one of the rule's channels"
+            ));
+        }
+        let mut step = EscalationStep {
+            after_ms,
+            channels: Vec::new(),
+        };
+        for name in &s.channels {
+            let c = channels
+                .iter()
+                .find(|c| *c.name == **name)
+                .or_else(|| steps.iter().flat_map(|s: &EscalationStep| &s.channels).find(|c| *c.name == **name))
+                .cloned()
+                .ok_or_else(|| format!("{at}.channels: no channel `{name}` in this rule (channels: {channel_names:?})"))?;
+            step.channels.push(c);
+        }
+        steps.push(step);
+    }
+    let escalated: Vec<Arc<str>> = steps
+        .iter()
+        .flat_map(|s| s.channels.iter().map(|c| c.name.clone()))
+        .collect();
+    channels.retain(|c| !escalated.contains(&c.name));
+    channel_names.retain(|n| !escalated.iter().any(|e| **e == **n));
+    Ok(steps)
 }
 
 /// The plugin's own message for a returned error, the full error otherwise.

@@ -30,6 +30,15 @@ pub struct ChannelBinding {
     pub schedule: crate::interval::Schedule,
 }
 
+/// One escalation step of a rule: its channels, called once when an
+/// alert has stayed active and unacknowledged `after_ms` since it first
+/// fired.
+#[derive(Clone, Debug)]
+pub struct EscalationStep {
+    pub after_ms: u64,
+    pub channels: Vec<ChannelBinding>,
+}
+
 /// A validated rule, as the pipeline runs it.
 #[derive(Debug)]
 pub struct ActiveRule {
@@ -50,6 +59,8 @@ pub struct ActiveRule {
     pub resolve_after_ms: u64,
     /// When the rule's alerts are notified (`mute-times`, `active-times`).
     pub schedule: crate::interval::Schedule,
+    /// Escalation steps, in order ([`crate::pipeline::escalate`]).
+    pub escalation: Vec<EscalationStep>,
     /// Every binding of this rule with its configuration JSON, per plugin.
     pub(super) bindings: Vec<(String, BindingConfig)>,
     /// Content hashes of the plugins this version was validated against.
@@ -59,9 +70,13 @@ pub struct ActiveRule {
 impl ActiveRule {
     /// Every time interval the rule and its channels name.
     pub fn interval_names(&self) -> impl Iterator<Item = &String> {
-        self.schedule
-            .names()
-            .chain(self.channels.iter().flat_map(|c| c.schedule.names()))
+        let escalated = self.escalation.iter().flat_map(|s| &s.channels);
+        self.schedule.names().chain(
+            self.channels
+                .iter()
+                .chain(escalated)
+                .flat_map(|c| c.schedule.names()),
+        )
     }
 }
 

@@ -18,7 +18,7 @@ pub mod rule;
 mod status;
 pub mod watcher;
 
-pub use generation::{ActiveRule, ChannelBinding, Generation, RuleBinding};
+pub use generation::{ActiveRule, ChannelBinding, EscalationStep, Generation, RuleBinding};
 pub use policy::PolicyStatus;
 pub use status::{PluginStatus, RuleStatus};
 

@@ -64,6 +64,20 @@ pub struct RuleSpec {
     /// When set, this rule's alerts are notified only during these.
     #[serde(rename = "active-times", default)]
     pub active_times: Vec<String>,
+    /// Escalation steps ([`crate::pipeline::escalate`]), in order.
+    #[serde(default)]
+    pub escalation: Vec<EscalationSpec>,
+}
+
+/// `[[escalation]] after = "15m", channels = ["pagerduty"]`: while an
+/// alert stays active and unacknowledged this long after it first fired,
+/// these of the rule's channels are called once. A channel an escalation
+/// step names is called only by its steps, never by the first notification.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationSpec {
+    pub after: String,
+    pub channels: Vec<String>,
 }
 
 /// How long an alert stays active after it last fired when its rule sets

@@ -167,6 +167,13 @@ pub const KEYS: &[Key] = &[
         doc: "a removed rule's state (counters, values, dedup marks) is dropped this long after its file goes, unless it comes back",
     },
     Key {
+        section: "engine",
+        key: "escalation_tick_ms",
+        kind: Kind::Int,
+        default: "1000",
+        doc: "how often the active alerts are checked for a due escalation step (a step fires at most this late)",
+    },
+    Key {
         section: "sandbox",
         key: "call_timeout_ms",
         kind: Kind::Int,
@@ -468,6 +475,8 @@ pub struct EngineConfig {
     pub shutdown_secs: u64,
     /// How long a removed rule's state outlives it ([`crate::catalog`]).
     pub purge_removed_after_secs: u64,
+    /// How often escalation steps are checked ([`crate::pipeline::escalate`]).
+    pub escalation_tick_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -483,6 +492,7 @@ impl Default for EngineConfig {
             traces: 10_000,
             shutdown_secs: 10,
             purge_removed_after_secs: 300,
+            escalation_tick_ms: 1000,
         }
     }
 }

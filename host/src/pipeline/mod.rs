@@ -20,6 +20,9 @@
 //! 5. [`commit`] makes the batch durable, then enters the delivery stage
 //!    ([`crate::deliver`]) once.
 //!
+//! Escalation steps ([`escalate`]) run as batches of their own, on time
+//! rather than on events, through the same notify and commit stages.
+//!
 //! Tracing is a wrapper: stages report to the batch's [`trail`] in one
 //! line each; every plugin call is measured by [`observe`]. Each batch
 //! runs on the generation current when it started, so a hot swap never
@@ -47,6 +50,7 @@ pub mod active;
 pub mod aggregate;
 pub mod commit;
 pub mod dedup;
+pub mod escalate;
 pub mod inhibit;
 pub mod matcher;
 pub mod notify;
@@ -119,10 +123,7 @@ impl Worker {
     /// or when the batch produced notifications, returns only once its
     /// effects are durable (see the module documentation).
     pub async fn process(&mut self, g: &Generation, events: &[Event], sync: bool) -> BatchResult {
-        if g.id != self.generation {
-            self.instances.retain(|hash| g.has_hash(hash));
-            self.generation = g.id;
-        }
+        self.on_generation(g);
         let rules = matcher::rules_for(g, events);
         let names: Vec<&str> = rules.iter().map(|r| &*r.name).collect();
         let mut last_error = String::new();
@@ -177,6 +178,14 @@ impl Worker {
                 .collect(),
             durable: Err(error),
             pending: None,
+        }
+    }
+
+    /// Drops the instances of plugin versions `g` no longer has.
+    fn on_generation(&mut self, g: &Generation) {
+        if g.id != self.generation {
+            self.instances.retain(|hash| g.has_hash(hash));
+            self.generation = g.id;
         }
     }
 

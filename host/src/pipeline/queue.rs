@@ -130,6 +130,8 @@ pub struct PipelineConfig {
     pub dedup_ttl_ms: u64,
     /// What mutes alerts before they are routed.
     pub silences: crate::silence::Silences,
+    /// How often escalation steps are checked ([`super::escalate`]).
+    pub escalation_tick: std::time::Duration,
 }
 
 /// Starts the pipeline workers; returns the submit handle.
@@ -153,6 +155,14 @@ pub fn start(
         );
         replay::install(redis, worker, generation.clone());
     }
+    let worker = Worker::new(
+        rt.clone(),
+        deliverer.clone(),
+        traces.clone(),
+        config.dedup_ttl_ms,
+        config.silences.clone(),
+    );
+    super::escalate::install(worker, generation.clone(), config.escalation_tick);
     for n in 0..config.workers.max(1) {
         let rx = rx.clone();
         let intake = intake.clone();
