@@ -11,6 +11,7 @@
 
 pub mod active;
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;
@@ -19,6 +20,7 @@ pub mod deliver;
 pub mod engine;
 pub mod event;
 pub mod fuzzing;
+pub mod group;
 pub mod inhibit;
 pub mod interval;
 pub mod memory;

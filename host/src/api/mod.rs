@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod deliveries;
 pub mod metrics;
 pub mod silences;
@@ -21,6 +22,8 @@ pub fn router(engine: Engine) -> Router {
     let limit = engine.config.http.max_body_bytes;
     crate::telemetry::install();
     let ingest = source::Ingest::new(engine.pipeline.clone(), engine.config.ingest.clone(), limit);
+    // Every change an operator makes is recorded ([`audit`]).
+    let audited = axum::middleware::from_fn_with_state(engine.clone(), audit::record);
     // What an operator sees and does: behind the admin token when set.
     let admin = Router::new()
         .route("/v1/ws", get(ws::upgrade))
@@ -33,6 +36,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/deliveries/{id}/replay", post(deliveries::replay_one))
         .route("/v1/rules", get(status::rules))
         .route("/v1/policies", get(status::policies))
+        .route("/v1/audit", get(audit::list))
         .route(
             "/v1/alerts/{fingerprint}/ack",
             post(alerts::ack).delete(alerts::unack),
@@ -40,19 +44,24 @@ pub fn router(engine: Engine) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             engine.clone(),
             admin::guard,
-        ));
-    Router::new()
-        .merge(admin)
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
-        .route("/metrics", get(metrics::render))
-        .route("/api/v2/alerts", get(alerts::list))
-        .route("/api/v2/alerts/groups", get(alerts::groups))
+        ))
+        .route_layer(audited.clone());
+    // Silences check their token themselves (amtool's bearer config).
+    let silences = Router::new()
         .route("/api/v2/silences", get(silences::list).post(silences::post))
         .route(
             "/api/v2/silence/{id}",
             get(silences::get).delete(silences::expire),
         )
+        .route_layer(audited);
+    Router::new()
+        .merge(admin)
+        .merge(silences)
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/api/v2/alerts", get(alerts::list))
+        .route("/api/v2/alerts/groups", get(alerts::groups))
         .with_state(engine)
         .merge(source::router(ingest))
         .layer(DefaultBodyLimit::max(limit))

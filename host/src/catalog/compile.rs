@@ -136,6 +136,7 @@ impl Catalog {
             channel_names.push(cname);
         }
         let escalation = escalation_steps(&spec, &mut channels, &mut channel_names)?;
+        let group = spec.group.as_ref().map(|g| g.grouping()).transpose()?;
         for (plugin, binding) in &bindings {
             if let Some(p) = self.loaded(plugin) {
                 Instances::check_configure(&self.rt, p, binding)
@@ -167,6 +168,7 @@ impl Catalog {
                 active_times: spec.active_times.clone(),
             },
             escalation,
+            group,
             bindings,
             plugin_hashes,
         })

@@ -61,6 +61,8 @@ pub struct ActiveRule {
     pub schedule: crate::interval::Schedule,
     /// Escalation steps, in order ([`crate::pipeline::escalate`]).
     pub escalation: Vec<EscalationStep>,
+    /// Grouping of its notifications, if it groups ([`crate::group`]).
+    pub group: Option<crate::group::Grouping>,
     /// Every binding of this rule with its configuration JSON, per plugin.
     pub(super) bindings: Vec<(String, BindingConfig)>,
     /// Content hashes of the plugins this version was validated against.

@@ -67,6 +67,54 @@ pub struct RuleSpec {
     /// Escalation steps ([`crate::pipeline::escalate`]), in order.
     #[serde(default)]
     pub escalation: Vec<EscalationSpec>,
+    /// Grouping of notifications ([`crate::group`]).
+    pub group: Option<GroupSpec>,
+}
+
+/// `[group]`: Alertmanager's `group_by`, `group_wait`, `group_interval`
+/// and `repeat_interval`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Labels whose values make a group (none: one group for the rule).
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// First notification of a new group this long after its first alert
+    /// (default 30s).
+    pub wait: Option<String>,
+    /// Then at most this often while it has news (default 5m).
+    pub interval: Option<String>,
+    /// And this often with nothing new while its alerts fire (default:
+    /// never).
+    pub repeat: Option<String>,
+}
+
+impl GroupSpec {
+    /// The grouping it describes; errors name the key.
+    pub fn grouping(&self) -> Result<crate::group::Grouping, String> {
+        let ms = |key: &str, text: &Option<String>, default: u64| -> Result<u64, String> {
+            match text {
+                None => Ok(default),
+                Some(t) => humantime::parse_duration(t)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| format!("group.{key}: {t:?}: {e} (use e.g. 30s, 5m)")),
+            }
+        };
+        let interval_ms = ms("interval", &self.interval, 300_000)?;
+        if interval_ms == 0 {
+            return Err("group.interval: must be longer than 0".into());
+        }
+        let repeat_ms = match &self.repeat {
+            None => None,
+            Some(_) => Some(ms("repeat", &self.repeat, 0)?.max(interval_ms)),
+        };
+        Ok(crate::group::Grouping {
+            by: self.by.clone(),
+            wait_ms: ms("wait", &self.wait, 30_000)?,
+            interval_ms,
+            repeat_ms,
+        })
+    }
 }
 
 /// `[[escalation]] after = "15m", channels = ["pagerduty"]`: while an

@@ -31,8 +31,13 @@ impl EngineArgs {
         self.url.trim_end_matches('/').to_string()
     }
 
-    /// `req` with the token, when one is given.
+    /// `req` with the token, when one is given, and who sends it (the
+    /// login name, for the audit log: [`crate::audit`]).
     pub fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+            Ok(user) if !user.is_empty() => req.header("x-tocsin-user", user),
+            _ => req,
+        };
         match &self.token {
             Some(t) if !t.is_empty() => req.bearer_auth(t),
             _ => req,

@@ -6,8 +6,8 @@
 //! The timer is the active alert itself ([`crate::active`]): it keeps when
 //! the alert started and how many steps fired (`escalated`), so a step
 //! survives a restart or a plugin swap with nothing else to keep. Every
-//! [`PipelineConfig::escalation_tick`](super::PipelineConfig) each
-//! instance looks for due steps; a due step runs as a batch of its own
+//! tick ([`super::timers`]) each instance looks for due steps; a due step
+//! runs as a batch of its own
 //! ([`Worker::escalate`]): in a state scope on its rule (on Redis, under
 //! the rule's lock), it re-reads the alert, advances `escalated` and
 //! renders the step's channels, and commits both at one point — so a step
@@ -20,9 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-use arc_swap::ArcSwap;
 
 use super::{commit, notification_row, notify, Worker, COMMIT_ATTEMPTS};
 use crate::active::{active_key, ActiveAlert};
@@ -41,42 +38,34 @@ pub fn due(rule: &ActiveRule, alert: &ActiveAlert, now: i64) -> Option<usize> {
     (alert.starts_at.saturating_add(s.after_ms as i64) <= now).then_some(step)
 }
 
-/// Starts the loop that fires due escalation steps with `worker`.
-pub fn install(mut worker: Worker, generation: Arc<ArcSwap<Generation>>, tick: Duration) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(tick);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let g = generation.load_full();
-            if g.rules.iter().all(|r| r.escalation.is_empty()) {
+impl Worker {
+    /// Fires every escalation step of `g`'s rules that is due.
+    pub async fn escalate_due(&mut self, g: &Generation) {
+        if g.rules.iter().all(|r| r.escalation.is_empty()) {
+            return;
+        }
+        let alerts = match crate::active::list(&self.state).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the active alerts for escalation; trying again");
+                return;
+            }
+        };
+        let now = now_ms();
+        let mut by_rule: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for a in alerts {
+            let Some(rule) = g.rules.iter().find(|r| *r.name == *a.rule) else {
                 continue;
-            }
-            let alerts = match crate::active::list(&worker.state).await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the active alerts for escalation; trying again");
-                    continue;
-                }
             };
-            let now = now_ms();
-            let mut by_rule: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for a in alerts {
-                let Some(rule) = g.rules.iter().find(|r| *r.name == *a.rule) else {
-                    continue;
-                };
-                if due(rule, &a, now).is_some() {
-                    by_rule.entry(a.rule.clone()).or_default().push(a.key);
-                }
-            }
-            for (rule, keys) in by_rule {
-                worker.escalate(&g, &rule, &keys).await;
+            if due(rule, &a, now).is_some() {
+                by_rule.entry(a.rule.clone()).or_default().push(a.key);
             }
         }
-    });
-}
+        for (rule, keys) in by_rule {
+            self.escalate(g, &rule, &keys).await;
+        }
+    }
 
-impl Worker {
     /// Fires the due escalation step of each of `rule`'s alerts `keys`
     /// (see the module documentation); returns how many fired.
     pub async fn escalate(&mut self, g: &Generation, rule: &str, keys: &[String]) -> usize {

@@ -20,8 +20,10 @@
 //! 5. [`commit`] makes the batch durable, then enters the delivery stage
 //!    ([`crate::deliver`]) once.
 //!
-//! Escalation steps ([`escalate`]) run as batches of their own, on time
-//! rather than on events, through the same notify and commit stages.
+//! A rule with a `[group]` table adds its alerts to groups at stage 3
+//! instead ([`group`]). Escalation steps ([`escalate`]) and group
+//! notifications run as batches of their own, on time rather than on
+//! events ([`timers`]), through the same notify and commit stages.
 //!
 //! Tracing is a wrapper: stages report to the batch's [`trail`] in one
 //! line each; every plugin call is measured by [`observe`]. Each batch
@@ -51,6 +53,7 @@ pub mod aggregate;
 pub mod commit;
 pub mod dedup;
 pub mod escalate;
+pub mod group;
 pub mod inhibit;
 pub mod matcher;
 pub mod notify;
@@ -60,6 +63,7 @@ pub mod replay;
 pub mod resolve;
 pub mod route;
 pub mod silence;
+pub mod timers;
 pub mod trail;
 
 pub use queue::{start, Job, JobOutcome, PipelineConfig, PipelineHandle, SubmitError, MAX_BATCH};
@@ -231,6 +235,15 @@ impl Worker {
                 };
                 if let Some(m) = why {
                     batch.muted(rule, matched, alert, &m);
+                    continue;
+                }
+                if let Some(grouping) = &rule.group {
+                    if let Some(key) = group::add(view, rule, grouping, alert).await {
+                        let step = Step::now("grouped")
+                            .rule(&rule.name)
+                            .detail(format!("{}; in group {key}", alert.title));
+                        batch.trail.events(covered(matched, alert), step);
+                    }
                     continue;
                 }
                 let id = batch.notification(alert);

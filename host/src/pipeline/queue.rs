@@ -130,7 +130,7 @@ pub struct PipelineConfig {
     pub dedup_ttl_ms: u64,
     /// What mutes alerts before they are routed.
     pub silences: crate::silence::Silences,
-    /// How often escalation steps are checked ([`super::escalate`]).
+    /// How often escalation steps and groups are checked ([`super::timers`]).
     pub escalation_tick: std::time::Duration,
 }
 
@@ -145,35 +145,25 @@ pub fn start(
     let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
     let intake = Arc::new(Intake::default());
-    if let StateStore::Redis(redis) = rt.state() {
-        let worker = Worker::new(
+    // Each worker holds its own plugin instances.
+    let worker = || {
+        Worker::new(
             rt.clone(),
             deliverer.clone(),
             traces.clone(),
             config.dedup_ttl_ms,
             config.silences.clone(),
-        );
-        replay::install(redis, worker, generation.clone());
+        )
+    };
+    if let StateStore::Redis(redis) = rt.state() {
+        replay::install(redis, worker(), generation.clone());
     }
-    let worker = Worker::new(
-        rt.clone(),
-        deliverer.clone(),
-        traces.clone(),
-        config.dedup_ttl_ms,
-        config.silences.clone(),
-    );
-    super::escalate::install(worker, generation.clone(), config.escalation_tick);
+    super::timers::install(worker(), generation.clone(), config.escalation_tick);
     for n in 0..config.workers.max(1) {
         let rx = rx.clone();
         let intake = intake.clone();
         let generation = generation.clone();
-        let mut worker = Worker::new(
-            rt.clone(),
-            deliverer.clone(),
-            traces.clone(),
-            config.dedup_ttl_ms,
-            config.silences.clone(),
-        );
+        let mut worker = worker();
         tokio::spawn(async move {
             tracing::debug!(worker = n, "pipeline worker started");
             let mut jobs: Vec<Job> = Vec::new();

@@ -238,13 +238,14 @@ pub fn seen_key(rule: &str, event_id: &str) -> String {
 }
 
 /// The rule a state key belongs to: a plugin key ([`scoped_key`]), a
-/// dedup mark ([`seen_key`]) or an active alert
-/// ([`active_key`]); `None` for the host's own keys
+/// dedup mark ([`seen_key`]), an active alert ([`active_key`]) or a
+/// notification group ([`group_key`]); `None` for the host's own keys
 /// (intents, the journal).
 pub fn rule_of(key: &str) -> Option<&str> {
     let rest = match key
         .strip_prefix(SEEN_PREFIX)
         .or_else(|| key.strip_prefix(ACTIVE_PREFIX))
+        .or_else(|| key.strip_prefix(GROUP_PREFIX))
     {
         Some(rest) => rest,
         None if key.starts_with('\u{1e}') => return None,
@@ -261,6 +262,14 @@ pub const ACTIVE_PREFIX: &str = "\u{1e}active\u{1f}";
 /// The state key of `rule`'s active alert `key`.
 pub fn active_key(rule: &str, key: &str) -> String {
     format!("{ACTIVE_PREFIX}{rule}\u{1f}{key}")
+}
+
+/// Prefix of notification groups ([`crate::group`]), under their rule.
+pub const GROUP_PREFIX: &str = "\u{1e}group\u{1f}";
+
+/// The state key of `rule`'s notification group `key`.
+pub fn group_key(rule: &str, key: &str) -> String {
+    format!("{GROUP_PREFIX}{rule}\u{1f}{key}")
 }
 
 /// Prefix of dedup marks.
