@@ -236,9 +236,9 @@ async fn bad_silences_are_refused_with_the_reason() -> Result<()> {
     Ok(())
 }
 
-/// Two instances sharing Redis: a silence made through one mutes on the
-/// other, the alert it muted there is listed here, and its expiry there is
-/// seen here.
+/// Three instances sharing Redis, as in the cluster test: a silence made
+/// through one mutes on the other two, the alert it muted there is listed
+/// here, and its expiry there is seen here.
 #[tokio::test]
 async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Result<()> {
     let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
@@ -250,7 +250,8 @@ async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Re
         ("TOCSIN_REDIS_PREFIX".to_string(), prefix),
     ];
     let a = Tocsin::start(setup(env.clone())).await?;
-    let b = Tocsin::start(setup(env)).await?;
+    let b = Tocsin::start(setup(env.clone())).await?;
+    let c = Tocsin::start(setup(env)).await?;
     let id = amtool(
         &a,
         &[
@@ -269,8 +270,14 @@ async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Re
         Ok(amtool(&b, &["silence", "query", "-q"]).await?.trim() == id)
     })
     .await?;
+    wait_for("the silence listed by the third instance", WAIT, || async {
+        Ok(amtool(&c, &["silence", "query", "-q"]).await?.trim() == id)
+    })
+    .await?;
     let mut ws = b.ws("").await?;
     muted(&b, &mut ws, "b-muted", &id).await?;
+    let mut ws_c = c.ws("").await?;
+    muted(&c, &mut ws_c, "c-muted", &id).await?;
     // The alert b fired is active in Redis: the first instance lists it,
     // suppressed by the silence.
     let listed = queried(&a, &["-s"]).await?;
@@ -284,13 +291,19 @@ async fn a_silence_on_one_instance_mutes_on_every_instance_sharing_redis() -> Re
         "{listed:?}"
     );
     amtool(&b, &["silence", "expire", &id]).await?;
-    wait_for("the expiry seen by the first instance", WAIT, || async {
-        Ok(amtool(&a, &["silence", "query", "-q"])
-            .await?
-            .trim()
-            .is_empty())
-    })
-    .await?;
+    for (t, which) in [(&a, "first"), (&c, "third")] {
+        wait_for(
+            &format!("the expiry seen by the {which} instance"),
+            WAIT,
+            || async {
+                Ok(amtool(t, &["silence", "query", "-q"])
+                    .await?
+                    .trim()
+                    .is_empty())
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 
