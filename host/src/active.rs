@@ -104,6 +104,7 @@ impl ActiveAlert {
             "updatedAt": format_rfc3339_ms(self.updated_at),
             "endsAt": format_rfc3339_ms(self.ends_at),
             "fingerprint": self.fingerprint(),
+            "key": self.key,
             "receivers": [{ "name": self.rule }],
             "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": inhibited_by },
             "generatorURL": "",

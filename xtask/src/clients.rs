@@ -1,6 +1,8 @@
-//! The real clients the ingest tests drive: `amtool` and
+//! The real clients the tests drive: `amtool` and
 //! `prometheus-alertmanager` (Debian's `prometheus-alertmanager` package),
-//! and the Python Sentry SDK in a venv at `<target>/pyenv`. Installed if
+//! the Python Sentry SDK in a venv at `<target>/pyenv`, and for the
+//! dashboard Debian's Chromium with `playwright-core` from npm in
+//! `<target>/browser`. Installed if
 //! missing; a loud failure if they cannot be — tests never skip them.
 //! (The plugin toolchains, componentize-py and jco, are installed by
 //! `tocsin plugin build` itself, into `<target>/plugin-toolchains` for the
@@ -37,38 +39,60 @@ fn run(cmd: &mut Command, what: &str) -> Result<bool> {
     Ok(status.success())
 }
 
-/// `amtool` and `prometheus-alertmanager`, installed with apt if missing.
-fn alertmanager() -> Result<()> {
-    const BINARIES: [&str; 2] = ["amtool", "prometheus-alertmanager"];
-    if BINARIES.iter().all(|b| on_path(b)) {
-        eprintln!("xtask: amtool and prometheus-alertmanager are installed");
+/// The Debian `package` that provides `binaries`, installed with apt if
+/// any is missing; `why` says which tests need it.
+fn apt(package: &str, binaries: &[&str], why: &str) -> Result<()> {
+    if binaries.iter().all(|b| on_path(b)) {
+        eprintln!("xtask: {} installed", binaries.join(" and "));
         return Ok(());
     }
     let install = || {
         let mut c = Command::new("apt-get");
-        c.args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "prometheus-alertmanager",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-        run(&mut c, "apt-get install -y prometheus-alertmanager")
+        c.args(["install", "-y", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c, &format!("apt-get install -y {package}"))
     };
     if !install()? {
         let mut update = Command::new("apt-get");
         update.arg("update");
         if !run(&mut update, "apt-get update")? {
-            bail!("`apt-get update` failed; install prometheus-alertmanager (amtool) by hand");
+            bail!("`apt-get update` failed; install {package} by hand ({why})");
         }
         if !install()? {
-            bail!("`apt-get install prometheus-alertmanager` failed; the ingest tests need amtool and prometheus-alertmanager");
+            bail!("`apt-get install {package}` failed; {why}");
         }
     }
-    for b in BINARIES {
+    for b in binaries {
         if !on_path(b) {
-            bail!("{b} is still not on PATH after installing prometheus-alertmanager");
+            bail!("{b} is still not on PATH after installing {package}");
         }
+    }
+    Ok(())
+}
+
+/// The browser tests' Playwright (`playwright-core`, which drives the
+/// machine's Chromium and downloads nothing), in `<target>/browser`.
+const PLAYWRIGHT: &str = "playwright-core@1.64.1";
+
+fn playwright(root: &Path) -> Result<()> {
+    let dir = target_dir(root).join("browser");
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        eprintln!("xtask: playwright-core installed in {}", dir.display());
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut c = Command::new("npm");
+    c.args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(PLAYWRIGHT);
+    if !run(&mut c, &format!("npm install {PLAYWRIGHT}"))? {
+        bail!(
+            "`npm install {PLAYWRIGHT}` failed in {}; the dashboard test needs it",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -127,7 +151,20 @@ fn python_sentry(root: &Path) -> Result<PathBuf> {
 
 /// Makes sure every client is installed.
 pub fn ensure() -> Result<()> {
-    alertmanager()?;
+    apt(
+        "prometheus-alertmanager",
+        &["amtool", "prometheus-alertmanager"],
+        "the ingest tests need amtool and prometheus-alertmanager",
+    )?;
+    apt(
+        "chromium",
+        &["chromium"],
+        "the dashboard test drives a real Chromium",
+    )?;
+    if !on_path("node") || !on_path("npm") {
+        bail!("node and npm are not on PATH; the dashboard test drives Chromium with Playwright on Node.js");
+    }
+    playwright(&crate::root())?;
     python_sentry(&crate::root())?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod audit;
+pub mod dashboard;
 pub mod deliveries;
 pub mod metrics;
 pub mod silences;
@@ -57,6 +58,9 @@ pub fn router(engine: Engine) -> Router {
     Router::new()
         .merge(admin)
         .merge(silences)
+        .route("/", get(dashboard::index))
+        .route("/ui/app.js", get(dashboard::script))
+        .route("/ui/app.css", get(dashboard::style))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(metrics::render))
