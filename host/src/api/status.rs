@@ -14,7 +14,9 @@ pub async fn plugins(State(engine): State<Engine>) -> Json<Value> {
 
 /// Every rule file: name, plugins, channels, load time, last error; and
 /// what the rule's plugins failed (`plugin_errors`) and hold in state here
-/// (`state`: keys and estimated bytes, checked against the quotas).
+/// (`state`: keys and estimated bytes, checked against the quotas), and
+/// whether it runs isolated after a plugin deadline (`isolated`, see
+/// [`crate::pipeline::isolate`]).
 pub async fn rules(State(engine): State<Engine>) -> Json<Value> {
     let catalog = engine.catalog.lock().await;
     let rules: Vec<Value> = catalog
@@ -26,6 +28,7 @@ pub async fn rules(State(engine): State<Engine>) -> Json<Value> {
             let mut v = json!(r);
             v["plugin_errors"] = json!(failures);
             v["state"] = json!(state);
+            v["isolated"] = json!(crate::pipeline::isolate::isolation(&r.name, None));
             v
         })
         .collect();

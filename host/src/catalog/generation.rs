@@ -70,6 +70,14 @@ pub struct ActiveRule {
 }
 
 impl ActiveRule {
+    /// This version of the rule: its content and its plugins' hashes
+    /// (another version of either is another rule to the isolation,
+    /// [`crate::pipeline::isolate`]).
+    pub fn version(&self) -> String {
+        let plugins: Vec<&str> = self.plugin_hashes.values().map(String::as_str).collect();
+        format!("{}:{}", self.hash, plugins.join(","))
+    }
+
     /// Every time interval the rule and its channels name.
     pub fn interval_names(&self) -> impl Iterator<Item = &String> {
         let escalated = self.escalation.iter().flat_map(|s| &s.channels);

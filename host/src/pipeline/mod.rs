@@ -55,6 +55,7 @@ pub mod dedup;
 pub mod escalate;
 pub mod group;
 pub mod inhibit;
+pub mod isolate;
 pub mod matcher;
 pub mod notify;
 pub mod observe;
@@ -90,6 +91,17 @@ pub struct Worker {
     generation: u64,
     dedup_ttl_ms: u64,
     silences: Silences,
+    /// Where events of isolated rules go ([`isolate`]); `None` on the
+    /// lane's own worker and the timers'.
+    pub(super) lane: Option<isolate::Lane>,
+}
+
+/// Which of a batch's rules a worker runs: the shared workers leave the
+/// isolated rules out (handed to the lane), the lane runs only those.
+#[derive(Clone, Copy)]
+pub enum Lane<'a> {
+    Shared { skip: &'a [String] },
+    Isolated(&'a [&'a str]),
 }
 
 /// What one batch did.
@@ -120,19 +132,37 @@ impl Worker {
             generation: 0,
             dedup_ttl_ms,
             silences,
+            lane: None,
         }
     }
 
     /// Runs one batch through every stage on generation `g`. With `sync`,
     /// or when the batch produced notifications, returns only once its
-    /// effects are durable (see the module documentation).
-    pub async fn process(&mut self, g: &Generation, events: &[Event], sync: bool) -> BatchResult {
+    /// effects are durable (see the module documentation); `lane` says
+    /// which rules run here.
+    pub async fn process(
+        &mut self,
+        g: &Generation,
+        events: &[Event],
+        sync: bool,
+        lane: Lane<'_>,
+    ) -> BatchResult {
         self.on_generation(g);
-        let rules = matcher::rules_for(g, events);
+        let mut rules = matcher::rules_for(g, events);
+        rules.retain(|r| match lane {
+            Lane::Shared { skip } => !skip.iter().any(|s| **s == *r.name),
+            Lane::Isolated(only) => only.contains(&&*r.name),
+        });
+        let isolated = matches!(lane, Lane::Isolated(_));
         let names: Vec<&str> = rules.iter().map(|r| &*r.name).collect();
         let mut last_error = String::new();
         for _ in 0..COMMIT_ATTEMPTS {
-            let scope = match self.state.begin(&names).await {
+            let begun = if isolated {
+                self.state.begin_isolated(&names).await
+            } else {
+                self.state.begin(&names).await
+            };
+            let scope = match begun {
                 Ok(scope) => scope,
                 Err(e) => {
                     last_error = e.to_string();
@@ -140,6 +170,10 @@ impl Worker {
                 }
             };
             let mut batch = self.evaluate(g, events, &rules, &scope, None).await;
+            if isolated {
+                // The shared worker's trail has the arrival already.
+                batch.trail.drop_received();
+            }
             if scope.journal {
                 replay::journal(scope.store(), events, &batch.counted).await;
             }
@@ -170,7 +204,9 @@ impl Worker {
                 // Degraded: traces would wait on the Redis that is down.
                 self.traces.record(batch.trail.into_steps()).await;
             }
-            metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
+            if !isolated {
+                metrics::counter!("tocsin_events_processed_total").increment(events.len() as u64);
+            }
             return batch.result;
         }
         // Counted nowhere: every event fails, and the source redelivers.

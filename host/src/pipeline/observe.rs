@@ -47,6 +47,9 @@ pub fn observe<T>(
                 .increment(1);
         }
         tracing::warn!(rule, plugin, call, error = %e, "plugin call failed");
+        if e.kind() == "deadline" {
+            super::isolate::strike(rule, &e.to_string());
+        }
         let mut all = FAILURES.lock();
         let f = all.entry(rule.to_string()).or_default();
         *f.by_kind.entry(e.kind()).or_default() += 1;

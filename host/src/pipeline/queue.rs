@@ -49,10 +49,11 @@ pub struct PipelineHandle {
 /// Whether the pipeline still takes jobs, and how many it holds: what a
 /// graceful shutdown ([`crate::shutdown`]) closes and waits on.
 #[derive(Default)]
-struct Intake {
+pub(super) struct Intake {
     closed: tokio::sync::watch::Sender<bool>,
-    /// Jobs submitted and not finished (queued or in a worker's batch).
-    held: AtomicUsize,
+    /// Jobs submitted and not finished (queued or in a worker's batch,
+    /// or the isolated lane's part of one).
+    pub(super) held: AtomicUsize,
 }
 
 /// Why events could not be queued.
@@ -159,11 +160,13 @@ pub fn start(
         replay::install(redis, worker(), generation.clone());
     }
     super::timers::install(worker(), generation.clone(), config.escalation_tick);
+    let lane = super::isolate::Lane::start(worker(), generation.clone(), intake.clone());
     for n in 0..config.workers.max(1) {
         let rx = rx.clone();
         let intake = intake.clone();
         let generation = generation.clone();
         let mut worker = worker();
+        worker.lane = Some(lane.clone());
         tokio::spawn(async move {
             tracing::debug!(worker = n, "pipeline worker started");
             let mut jobs: Vec<Job> = Vec::new();
@@ -214,7 +217,13 @@ impl Worker {
             ));
             events.extend(job.events);
         }
-        let mut result = self.process(g, &events, tracked).await;
+        let skip = super::isolate::isolated_rules(g);
+        let handed = match &self.lane {
+            Some(lane) if !skip.is_empty() => lane.hand(g, &events, &skip),
+            _ => None,
+        };
+        let lane = super::Lane::Shared { skip: &skip };
+        let mut result = self.process(g, &events, tracked, lane).await;
         let report = move |result: super::BatchResult| {
             if let Err(e) = &result.durable {
                 metrics::counter!("tocsin_outbox_errors_total").increment(1);
@@ -232,18 +241,26 @@ impl Worker {
                 });
             }
         };
-        match result.pending.take() {
-            // Answered at the commit point; the worker goes on meanwhile
-            // (the next batches share the same group commit).
-            Some(pending) => {
+        match (result.pending.take(), handed) {
+            (None, None) => report(result),
+            // Answered at the commit point, and once the isolated lane is
+            // done with its part; the worker goes on meanwhile (the next
+            // batches share the same group commit).
+            (pending, handed) => {
                 tokio::spawn(async move {
-                    if let Err(e) = pending.await {
+                    if let Some(Err(e)) = match pending {
+                        Some(p) => Some(p.await),
+                        None => None,
+                    } {
                         result.durable = Err(e);
+                    }
+                    if let Some(handed) = handed {
+                        let (failed, durable) = (&mut result.failed, &mut result.durable);
+                        super::isolate::merge(handed, failed, durable).await;
                     }
                     report(result);
                 });
             }
-            None => report(result),
         }
     }
 }

@@ -27,6 +27,12 @@ impl Trail {
         )
     }
 
+    /// Forgets the `received` steps (a second part of a batch, whose
+    /// events another trail received).
+    pub fn drop_received(&mut self) {
+        self.0.retain(|(_, s)| s.stage != "received");
+    }
+
     /// Records `step` for each of `ids`.
     pub fn ids<'a>(&mut self, ids: impl IntoIterator<Item = &'a String>, step: Step) {
         self.0

@@ -221,6 +221,48 @@ impl EmbeddedState {
         out
     }
 
+    /// A copy of the entry under `key`, for a batch working on a private
+    /// copy ([`super::overlay`]).
+    pub(super) fn peek(&self, key: &str) -> Option<Entry> {
+        self.inner.lock().map.get(key).cloned()
+    }
+
+    /// Under one lock: when `unchanged` holds of the map, stores every
+    /// entry of `writes` (`None` deletes), logged together so no cut falls
+    /// between them; returns whether it did. What a private copy commits
+    /// with ([`super::overlay`]), needing no open batch.
+    pub(super) fn apply_all(
+        &self,
+        unchanged: impl FnOnce(&HashMap<String, Entry>) -> bool,
+        writes: Vec<(String, Option<Entry>)>,
+    ) -> bool {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        if !unchanged(&inner.map) {
+            return false;
+        }
+        for (key, entry) in writes {
+            let rule = plugin_rule(&key).map(str::to_string);
+            let before = inner.map.get(&key).map(|e| footprint(&key, e));
+            let after = entry.as_ref().map(|e| footprint(&key, e));
+            match entry {
+                Some(e) => {
+                    encode(&mut inner.pending, &RecordRef::Put(&key, &e));
+                    inner.seq += 1;
+                    inner.map.insert(key, e);
+                }
+                None => {
+                    inner.map.remove(&key);
+                    Self::log_del(inner, &key);
+                }
+            }
+            if let Some(rule) = rule {
+                account(&mut inner.usage, &rule, before, after);
+            }
+        }
+        true
+    }
+
     /// What `rule`'s plugin keys hold here.
     pub fn rule_usage(&self, rule: &str) -> RuleUsage {
         self.inner

@@ -10,6 +10,7 @@
 pub mod conn;
 pub mod embedded;
 pub mod ops;
+pub mod overlay;
 pub mod redis;
 pub mod scope;
 mod usage;
@@ -60,7 +61,7 @@ impl StateStore {
     /// are made durable by the next [`Self::sync`], together with every
     /// counter change before them; see [`crate::pipeline`].
     pub async fn put_intent(&self, text: String) -> String {
-        let key = format!("{INTENT_PREFIX}{}", uuid::Uuid::now_v7());
+        let key = intent_key();
         self.local().set(&key, text, None).await;
         key
     }
@@ -137,6 +138,20 @@ impl StateStore {
         }
     }
 
+    /// Starts an isolated batch over `rules`: on the embedded store, on a
+    /// private copy committed in one step ([`overlay`]), so a slow plugin
+    /// call holds no other batch back; on Redis, as [`Self::begin`] (rule
+    /// locks already keep other rules' batches going).
+    pub async fn begin_isolated(&self, rules: &[&str]) -> Result<BatchScope, TxnError> {
+        match self {
+            Self::Embedded(s) => Ok(BatchScope::overlay(
+                self.clone(),
+                Arc::new(overlay::Overlay::new(s.clone())),
+            )),
+            Self::Redis(_) => self.begin(rules).await,
+        }
+    }
+
     /// Starts a batch over `rules` (see [`BatchScope`]).
     pub async fn begin(&self, rules: &[&str]) -> Result<BatchScope, TxnError> {
         match self {
@@ -198,6 +213,7 @@ impl StateOps for StateView {
         match self {
             Self::Direct(s) => s.update(key, op).await,
             Self::Txn(t) => t.update(key, op).await,
+            Self::Local(o) => o.update(key, op).await,
         }
     }
 }
@@ -208,6 +224,8 @@ impl StateOps for StateView {
 pub enum StateView {
     Direct(StateStore),
     Txn(Arc<Txn>),
+    /// An isolated batch's private copy of embedded keys ([`overlay`]).
+    Local(Arc<overlay::Overlay>),
 }
 
 impl StateView {
@@ -222,6 +240,11 @@ impl StateView {
 /// Prefix of intent keys; rule names cannot contain `\u{1e}`, so no plugin
 /// key can collide with it.
 const INTENT_PREFIX: &str = "\u{1e}intent\u{1f}";
+
+/// A fresh intent key.
+fn intent_key() -> String {
+    format!("{INTENT_PREFIX}{}", uuid::Uuid::now_v7())
+}
 
 /// Prefix of the journal a degraded batch writes on local state (see
 /// [`redis`]); rule names cannot contain `\u{1e}`.

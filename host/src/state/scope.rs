@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use super::overlay::{self, Overlay};
 use super::redis::{self, Txn, TxnError};
 use super::{StateStore, StateView};
 
@@ -47,6 +48,8 @@ pub struct BatchScope {
     pub(super) store: StateStore,
     /// The transaction to commit, if any.
     txn: Option<Arc<Txn>>,
+    /// The private copy to commit, for an isolated batch on local state.
+    overlay: Option<Arc<Overlay>>,
     /// The batch runs on local state because Redis is unreachable: it
     /// writes a journal entry for the replay ([`super::JOURNAL_PREFIX`]).
     pub journal: bool,
@@ -103,6 +106,7 @@ impl BatchScope {
             view: StateView::Direct(store.clone()),
             store,
             txn: None,
+            overlay: None,
             journal,
             _local: guard,
             open: parking_lot::Mutex::new(Some(open)),
@@ -115,6 +119,21 @@ impl BatchScope {
             view: StateView::Txn(txn.clone()),
             store,
             txn: Some(txn),
+            overlay: None,
+            journal: false,
+            _local: None,
+            open: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// An isolated scope on a private copy of local keys ([`overlay`]):
+    /// it holds no batch gate.
+    pub(super) fn overlay(store: StateStore, copy: Arc<Overlay>) -> Self {
+        Self {
+            view: StateView::Local(copy.clone()),
+            store,
+            txn: None,
+            overlay: Some(copy),
             journal: false,
             _local: None,
             open: parking_lot::Mutex::new(None),
@@ -135,17 +154,20 @@ impl BatchScope {
     /// Undo point for a failed plugin call: a transaction's writes can be
     /// undone; direct writes are the plugin's own (it tolerates them, as
     /// after a trap in any store).
-    pub async fn checkpoint(&self) -> Option<redis::Checkpoint> {
-        match &self.txn {
-            Some(t) => Some(t.checkpoint().await),
-            None => None,
+    pub async fn checkpoint(&self) -> Checkpoint {
+        match (&self.txn, &self.overlay) {
+            (Some(t), _) => Checkpoint::Shared(t.checkpoint().await),
+            (None, Some(o)) => Checkpoint::Local(o.snapshot()),
+            (None, None) => Checkpoint::Direct,
         }
     }
 
     /// Undoes everything since `cp`.
-    pub async fn restore(&self, cp: Option<redis::Checkpoint>) {
-        if let (Some(t), Some(cp)) = (&self.txn, cp) {
-            t.restore(cp).await;
+    pub async fn restore(&self, cp: Checkpoint) {
+        match (cp, &self.txn, &self.overlay) {
+            (Checkpoint::Shared(cp), Some(t), _) => t.restore(cp).await,
+            (Checkpoint::Local(cp), _, Some(o)) => o.restore(cp),
+            _ => {}
         }
     }
 
@@ -156,6 +178,9 @@ impl BatchScope {
     /// riders are recorded where they go next.
     pub async fn commit(&self, riders: &dyn Riders, sync: bool) -> Result<Receipt, CommitError> {
         let store = self.store.clone();
+        if let Some(copy) = &self.overlay {
+            return commit_overlay(store, copy, riders, sync).await;
+        }
         let Some(txn) = &self.txn else {
             let leftover = if riders.is_empty() {
                 self.open.lock().take();
@@ -220,3 +245,59 @@ impl BatchScope {
 
 /// Keeps reconciliation waiting while a degraded batch runs.
 pub(super) type Guard = tokio::sync::OwnedRwLockReadGuard<()>;
+
+/// An undo point for a failed plugin call (see [`BatchScope::checkpoint`]).
+pub enum Checkpoint {
+    /// Direct writes are the plugin's own: nothing to go back to.
+    Direct,
+    Shared(redis::Checkpoint),
+    Local(overlay::Snapshot),
+}
+
+/// [`BatchScope::commit`] of an isolated batch: the intent joins the copy,
+/// and the copy is written in one step, or not at all when a key it read
+/// changed meanwhile (the batch is then redone).
+async fn commit_overlay(
+    store: StateStore,
+    copy: &Overlay,
+    riders: &dyn Riders,
+    sync: bool,
+) -> Result<Receipt, CommitError> {
+    use super::StateOps;
+    let leftover = if riders.is_empty() {
+        Leftover::Nothing
+    } else {
+        let intent = riders
+            .intent()
+            .map_err(|e| CommitError::Failed(format!("encoding the outbox intent: {e}")))?;
+        let key = super::intent_key();
+        copy.set(&key, intent, None).await;
+        Leftover::Intent(key)
+    };
+    if !copy.commit() {
+        metrics::counter!("tocsin_state_commit_conflicts_total").increment(1);
+        return Err(CommitError::Again(
+            "a key the isolated batch read changed meanwhile".into(),
+        ));
+    }
+    if matches!(leftover, Leftover::Nothing) {
+        let pending = sync.then(|| -> Pending {
+            let point = store.sync_point();
+            Box::pin(async move { point.await.map_err(|e| e.to_string()) })
+        });
+        return Ok(Receipt {
+            store,
+            leftover,
+            pending,
+        });
+    }
+    store
+        .sync()
+        .await
+        .map_err(|e| CommitError::Failed(e.to_string()))?;
+    Ok(Receipt {
+        store,
+        leftover,
+        pending: None,
+    })
+}
