@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{commit, notification_row, notify, Worker, COMMIT_ATTEMPTS};
+use super::{commit, notify, Worker, COMMIT_ATTEMPTS};
 use crate::active::{active_key, ActiveAlert};
 use crate::catalog::{ActiveRule, Generation};
 use crate::deliver::Outgoing;
@@ -113,8 +113,7 @@ impl Worker {
                 }
                 let rendered = alert.to_alert(step + 1);
                 let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-                out.notifications
-                    .push(notification_row(&id, &rendered, None));
+                out.notifications.push(notify::row(&id, &rendered, None));
                 let channels = &rule.escalation[step].channels;
                 notify::run(
                     &mut self.instances,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::resolve::is_resolution;
-use super::{commit, notification_row, notify, route, Worker, COMMIT_ATTEMPTS};
+use super::{commit, notify, route, Worker, COMMIT_ATTEMPTS};
 use crate::active::labels_of;
 use crate::catalog::{ActiveRule, Generation};
 use crate::deliver::Outgoing;
@@ -117,7 +117,7 @@ impl Worker {
                 }
                 let alert = group.to_alert(&rule.name);
                 let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-                out.notifications.push(notification_row(&id, &alert, None));
+                out.notifications.push(notify::row(&id, &alert, None));
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
                 let (channels, _) = route::scheduled(g, &rule, channels, now);
                 notify::run(

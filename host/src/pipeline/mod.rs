@@ -73,8 +73,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::catalog::{ActiveRule, ChannelBinding, Generation};
-use crate::deliver::{Deliverer, NotificationRow, Outgoing};
-use crate::event::{Event, Severity};
+use crate::deliver::{Deliverer, Outgoing};
+use crate::event::Event;
 use crate::plugin::bindings::Alert;
 use crate::plugin::{Instances, Runtime};
 use crate::silence::Silences;
@@ -407,9 +407,7 @@ impl Evaluated {
     /// Records `alert` in the batch's history; its notification id.
     fn notification(&mut self, alert: &Alert) -> Arc<str> {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-        self.out
-            .notifications
-            .push(notification_row(&id, alert, None));
+        self.out.notifications.push(notify::row(&id, alert, None));
         id
     }
 
@@ -425,7 +423,7 @@ impl Evaluated {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
         self.out
             .notifications
-            .push(notification_row(&id, alert, Some(why)));
+            .push(notify::row(&id, alert, Some(why)));
         let (stage, metric) = why.stage();
         metrics::counter!(metric, "rule" => rule.name.to_string()).increment(1);
         let step = Step::now(stage)
@@ -480,37 +478,4 @@ fn alert_covers(alert: &Alert, event: &crate::plugin::bindings::ErrorEvent) -> b
         "service" => *v == event.service_name,
         _ => true,
     })
-}
-
-/// The history record of an alert.
-fn notification_row(
-    id: &Arc<str>,
-    alert: &Alert,
-    muted: Option<&silence::Muted>,
-) -> NotificationRow {
-    let severity = Severity::from(alert.severity).as_str();
-    let labels: serde_json::Map<String, serde_json::Value> = alert
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    let mut alert_json = serde_json::json!({
-        "rule": alert.rule, "key": alert.key, "count": alert.count, "severity": severity,
-        "title": alert.title, "summary": alert.summary, "samples": alert.samples,
-        "labels": labels, "firstSeen": alert.first_seen, "lastSeen": alert.last_seen,
-    });
-    if let Some(m) = muted {
-        m.record(&mut alert_json);
-    }
-    NotificationRow {
-        id: id.to_string(),
-        rule: alert.rule.clone(),
-        key: alert.key.clone(),
-        severity: severity.to_string(),
-        title: alert.title.clone(),
-        summary: alert.summary.clone(),
-        count: alert.count,
-        created_at: crate::event::now_ms(),
-        alert_json: alert_json.to_string(),
-    }
 }

@@ -66,3 +66,36 @@ pub async fn run(
         }
     }
 }
+
+/// The history record of an alert.
+pub(super) fn row(
+    id: &std::sync::Arc<str>,
+    alert: &Alert,
+    muted: Option<&super::silence::Muted>,
+) -> crate::deliver::NotificationRow {
+    let severity = crate::event::Severity::from(alert.severity).as_str();
+    let labels: serde_json::Map<String, serde_json::Value> = alert
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let mut alert_json = serde_json::json!({
+        "rule": alert.rule, "key": alert.key, "count": alert.count, "severity": severity,
+        "title": alert.title, "summary": alert.summary, "samples": alert.samples,
+        "labels": labels, "firstSeen": alert.first_seen, "lastSeen": alert.last_seen,
+    });
+    if let Some(m) = muted {
+        m.record(&mut alert_json);
+    }
+    crate::deliver::NotificationRow {
+        id: id.to_string(),
+        rule: alert.rule.clone(),
+        key: alert.key.clone(),
+        severity: severity.to_string(),
+        title: alert.title.clone(),
+        summary: alert.summary.clone(),
+        count: alert.count,
+        created_at: crate::event::now_ms(),
+        alert_json: alert_json.to_string(),
+    }
+}
