@@ -60,6 +60,12 @@ static ISOLATED: LazyLock<Mutex<HashMap<String, Isolation>>> = LazyLock::new(Mut
 /// while no rule is isolated.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
+/// Publishes how many rules `all` isolates (the fast check and the gauge).
+fn recount(all: &HashMap<String, Isolation>) {
+    COUNT.store(all.len(), Ordering::Release);
+    metrics::gauge!("tocsin_rules_isolated").set(all.len() as f64);
+}
+
 /// Isolates `rule` (or extends its stay): one of its plugin calls ran
 /// past its deadline.
 pub fn strike(rule: &str, reason: &str) {
@@ -83,8 +89,7 @@ pub fn strike(rule: &str, reason: &str) {
     isolation.last_strike = now;
     isolation.strikes += 1;
     isolation.reason = crate::plugin::quota::cut(reason, 512);
-    COUNT.store(all.len(), Ordering::Release);
-    metrics::gauge!("tocsin_rules_isolated").set(all.len() as f64);
+    recount(&all);
 }
 
 /// Whether `rule` runs isolated, and since when; a stay that ended (its
@@ -110,19 +115,26 @@ pub fn isolation(rule: &str, version: Option<&str>) -> Option<Isolation> {
     }
     all.remove(rule);
     tracing::info!(rule, "rule back on the shared workers");
-    COUNT.store(all.len(), Ordering::Release);
-    metrics::gauge!("tocsin_rules_isolated").set(all.len() as f64);
+    recount(&all);
     None
 }
 
-/// The rules of `g` that take events and run isolated now.
+/// The rules of `g` that take events and run isolated now (a rule's
+/// version is worked out only for the rules that were struck).
 pub fn isolated_rules(g: &Generation) -> Vec<String> {
     if COUNT.load(Ordering::Acquire) == 0 {
         return Vec::new();
     }
-    g.rules
-        .iter()
-        .filter(|r| r.enabled && isolation(&r.name, Some(&r.version())).is_some())
+    let struck: Vec<_> = {
+        let all = ISOLATED.lock();
+        g.rules
+            .iter()
+            .filter(|r| r.enabled && all.contains_key(&*r.name))
+            .collect()
+    };
+    struck
+        .into_iter()
+        .filter(|r| isolation(&r.name, Some(&r.version())).is_some())
         .map(|r| r.name.to_string())
         .collect()
 }
