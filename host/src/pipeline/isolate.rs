@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue::{Intake, JobOutcome};
+use super::job::{Intake, JobOutcome};
 use super::{Lane as Part, Worker};
 use crate::catalog::Generation;
 use crate::event::Event;

@@ -56,6 +56,7 @@ pub mod escalate;
 pub mod group;
 pub mod inhibit;
 pub mod isolate;
+pub mod job;
 pub mod matcher;
 pub mod notify;
 pub mod observe;
@@ -67,7 +68,8 @@ pub mod silence;
 pub mod timers;
 pub mod trail;
 
-pub use queue::{start, Job, JobOutcome, PipelineConfig, PipelineHandle, SubmitError, MAX_BATCH};
+pub use job::{Job, JobOutcome};
+pub use queue::{start, PipelineConfig, PipelineHandle, SubmitError, MAX_BATCH};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,14 +3,14 @@
 //! them in batches of up to [`MAX_BATCH`] events, report each job's
 //! outcome to whoever waits on it, and run [`Worker::process`].
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::job::{Intake, Job, JobOutcome};
 use super::{replay, Worker};
 use crate::catalog::Generation;
 use crate::deliver::Deliverer;
@@ -22,38 +22,11 @@ use crate::trace::Traces;
 /// Largest batch a worker takes at once (a larger job runs alone).
 pub const MAX_BATCH: usize = 512;
 
-/// What happened to a tracked job.
-#[derive(Debug)]
-pub struct JobOutcome {
-    /// Events a rule could not count (plugin trap or error), by event id,
-    /// with the last error. Redelivering them is safe: rules that did
-    /// count them recognise the event id.
-    pub failed: HashMap<String, String>,
-    /// Whether everything the job caused is durable; the error otherwise.
-    pub durable: Result<(), String>,
-}
-
-/// Events from a source, and who wants to know when they are durable.
-pub struct Job {
-    pub events: Vec<Event>,
-    pub done: Option<oneshot::Sender<JobOutcome>>,
-}
-
 /// Handle to push events into the pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: mpsc::Sender<Job>,
     intake: Arc<Intake>,
-}
-
-/// Whether the pipeline still takes jobs, and how many it holds: what a
-/// graceful shutdown ([`crate::shutdown`]) closes and waits on.
-#[derive(Default)]
-pub(super) struct Intake {
-    closed: tokio::sync::watch::Sender<bool>,
-    /// Jobs submitted and not finished (queued or in a worker's batch,
-    /// or the isolated lane's part of one).
-    pub(super) held: AtomicUsize,
 }
 
 /// Why events could not be queued.
