@@ -163,7 +163,8 @@ pub enum Handed {
 }
 
 impl Lane {
-    /// Starts the lane on `worker` (a worker of its own).
+    /// Starts the lane on `worker` (a worker of its own), on a thread of
+    /// its own.
     pub(super) fn start(
         mut worker: Worker,
         generation: Arc<arc_swap::ArcSwap<Generation>>,
@@ -171,7 +172,7 @@ impl Lane {
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<LaneJob>(LANE_JOBS);
         let held = intake.clone();
-        tokio::spawn(async move {
+        let lane = async move {
             while let Some(job) = rx.recv().await {
                 let g = generation.load_full();
                 let rules: Vec<&str> = job.rules.iter().map(String::as_str).collect();
@@ -189,7 +190,25 @@ impl Lane {
                 });
                 held.held.fetch_sub(1, Ordering::SeqCst);
             }
-        });
+        };
+        // A thread and a runtime of its own: a plugin call blocks the
+        // thread it runs on for as long as it takes (up to its deadline),
+        // and on the shared runtime that would be one of the threads the
+        // HTTP intake and the shared workers run on.
+        let own = std::thread::Builder::new()
+            .name("tocsin-isolated".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(lane),
+                    Err(e) => tracing::error!(error = %e, "the isolated lane could not start"),
+                }
+            });
+        if let Err(e) = own {
+            tracing::error!(error = %e, "the isolated lane's thread could not start");
+        }
         Self { tx, intake }
     }
 
