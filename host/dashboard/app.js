@@ -1,84 +1,42 @@
 // tocsin's admin page: the live stream and the JSON APIs the engine
-// already serves, in one page with no build step (served from the binary).
-// Every call carries the admin token (kept in this browser only) and the
+// serves, in one page with no build step (served from the binary). Every
+// call carries the admin token (kept in this browser only) and the
 // operator's name (X-Tocsin-User, for the audit log).
 
-const $ = (id) => document.getElementById(id);
-const FEED_MAX = 2000;
-const store = window.localStorage;
-const params = new URLSearchParams(location.search);
-if (params.get("token")) store.setItem("tocsin.token", params.get("token"));
-$("token").value = store.getItem("tocsin.token") || "";
-$("user").value = store.getItem("tocsin.user") || "";
-$("token").addEventListener("change", () => { store.setItem("tocsin.token", $("token").value); connect(); });
-$("user").addEventListener("change", () => store.setItem("tocsin.user", $("user").value));
+import { $, api, cell, button, time, dateTime, number, showError, user, token, remember, checkAccess } from "./lib.js";
+import * as overview from "./overview.js";
 
-const user = () => $("user").value.trim() || "dashboard";
-
-function showError(text) {
-  const box = $("error");
-  box.textContent = text;
-  box.hidden = !text;
-}
-
-async function api(path, options = {}) {
-  const headers = { "x-tocsin-user": user(), ...(options.headers || {}) };
-  const token = $("token").value;
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (options.json !== undefined) {
-    headers["content-type"] = "application/json";
-    options.body = JSON.stringify(options.json);
-  }
-  const r = await fetch(path, { ...options, headers });
-  const text = await r.text();
-  let body = null;
-  try { body = text ? JSON.parse(text) : null; } catch { body = text; }
-  if (!r.ok) {
-    const why = typeof body === "string" ? body : JSON.stringify(body);
-    const msg = r.status === 401 ? `${path}: the admin token is missing or wrong` : `${path}: ${r.status} ${why}`;
-    showError(msg);
-    throw new Error(msg);
-  }
-  showError("");
-  return body;
-}
-
-function cell(row, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text ?? "";
-  if (cls) td.className = cls;
-  row.appendChild(td);
-  return td;
-}
-
-function button(td, label, onClick) {
-  const b = document.createElement("button");
-  b.textContent = label;
-  b.addEventListener("click", onClick);
-  td.appendChild(b);
-  return b;
-}
-
-const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : "");
+const FEED_MAX = 1000;
+const onToken = remember();
 
 // ---- tabs
-const loaders = {};
+const loaders = { overview: overview.load };
+let current = "live";
 document.querySelectorAll("nav button").forEach((b) =>
   b.addEventListener("click", () => showTab(b.dataset.tab)));
 function showTab(name) {
+  current = name;
   document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".tab").forEach((s) => { s.hidden = s.id !== name; });
   if (loaders[name]) loaders[name]().catch(() => {});
 }
+// The overview follows the numbers while it is shown.
+setInterval(() => { if (current === "overview" && !document.hidden) overview.load().catch(() => {}); }, 3000);
+$("o-range").addEventListener("change", () => overview.load().catch(() => {}));
+$("o-by").addEventListener("change", () => overview.draw());
+window.addEventListener("resize", () => overview.draw());
 
-// ---- live
+// ---- live: frames are queued and drawn in batches (ten times a
+// second at most), newest first, the list bounded to FEED_MAX rows.
 let paused = false;
+let queue = [];
 let held = [];
 let shown = 0;
+let drawing = null;
 $("pause").addEventListener("click", () => {
   paused = !paused;
   $("pause").textContent = paused ? `Resume (${held.length})` : "Pause";
-  if (!paused) { held.forEach(addFrame); held = []; }
+  if (!paused) { queue.push(...held); held = []; schedule(); }
 });
 ["f-severity", "f-service", "f-rule"].forEach((id) => $(id).addEventListener("input", applyFilter));
 
@@ -94,7 +52,7 @@ function applyFilter() {
   for (const tr of $("feed").children) tr.hidden = !visible(tr);
 }
 
-function addFrame(n) {
+function frameRow(n) {
   const labels = n.labels || {};
   const tr = document.createElement("tr");
   tr.className = `sev-${n.severity}` + (n.status === "resolved" ? " resolved" : "");
@@ -111,10 +69,23 @@ function addFrame(n) {
     button(actions, "Silence like this", () => silenceLike({ rule: n.rule, service: labels.service, alertname: labels["error-code"] }));
   }
   tr.hidden = !visible(tr);
-  $("feed").prepend(tr);
-  while ($("feed").children.length > FEED_MAX) $("feed").lastChild.remove();
-  shown += 1;
-  $("live-count").textContent = `${shown} notifications`;
+  return tr;
+}
+
+function schedule() {
+  if (!drawing) drawing = setTimeout(drawFeed, 100);
+}
+function drawFeed() {
+  drawing = null;
+  const batch = queue;
+  queue = [];
+  shown += batch.length;
+  const fragment = document.createDocumentFragment();
+  for (let i = batch.length - 1; i >= Math.max(0, batch.length - FEED_MAX); i--) fragment.appendChild(frameRow(batch[i]));
+  const feed = $("feed");
+  feed.prepend(fragment);
+  while (feed.childElementCount > FEED_MAX) feed.lastElementChild.remove();
+  $("live-count").textContent = `${number(shown)} notifications`;
 }
 
 async function ackFrame(tr, ackButton) {
@@ -135,14 +106,21 @@ let socket = null;
 let retry = 500;
 function connect() {
   if (socket) { socket.onclose = null; socket.close(); }
-  const token = $("token").value;
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws${token() ? `?token=${encodeURIComponent(token())}` : ""}`;
   socket = new WebSocket(url);
   socket.onopen = () => { retry = 500; $("conn").textContent = "live"; $("conn").className = "conn up"; };
   socket.onmessage = (m) => {
     let n;
     try { n = JSON.parse(m.data); } catch { return; }
-    if (paused) { held.push(n); $("pause").textContent = `Resume (${held.length})`; } else addFrame(n);
+    if (paused) {
+      held.push(n);
+      if (held.length > FEED_MAX) held.splice(0, held.length - FEED_MAX);
+      $("pause").textContent = `Resume (${held.length})`;
+    } else {
+      queue.push(n);
+      if (queue.length > FEED_MAX) { shown += queue.length - FEED_MAX; queue.splice(0, queue.length - FEED_MAX); }
+      schedule();
+    }
   };
   socket.onclose = () => {
     $("conn").textContent = "offline"; $("conn").className = "conn down";
@@ -159,6 +137,7 @@ loaders.alerts = async () => {
   for (const a of alerts) {
     const tr = document.createElement("tr");
     const sev = a.labels.severity || "";
+    const rule = a.receivers?.[0]?.name;
     tr.className = `sev-${sev}`;
     tr.dataset.fingerprint = a.fingerprint;
     const state = cell(tr, "");
@@ -168,10 +147,10 @@ loaders.alerts = async () => {
     if (a.status.inhibitedBy.length) badge("inhibited", "suppressed");
     if (a.acknowledged) badge(`acknowledged by ${a.acknowledged.by}`, "acked");
     cell(tr, sev);
-    cell(tr, a.receivers?.[0]?.name);
+    cell(tr, rule);
     cell(tr, Object.entries(a.labels).filter(([k]) => !["rule", "severity", "alertname"].includes(k)).map(([k, v]) => `${k}=${v}`).join(" "));
     cell(tr, a.annotations.title);
-    cell(tr, new Date(a.startsAt).toLocaleString());
+    cell(tr, dateTime(Date.parse(a.startsAt)));
     cell(tr, a.escalated ? `step ${a.escalated}` : "");
     const actions = cell(tr, "");
     if (a.acknowledged) {
@@ -179,11 +158,20 @@ loaders.alerts = async () => {
     } else {
       button(actions, "Ack", async () => { await ack(a.fingerprint); loaders.alerts(); });
     }
-    button(actions, "Silence like this", () => silenceLike({ rule: a.receivers?.[0]?.name, service: a.labels.service, alertname: a.labels.alertname }));
+    button(actions, "Silence like this", () => silenceLike({ rule, service: a.labels.service, alertname: a.labels.alertname }));
+    button(actions, "Trace", () => traceOfAlert(rule, a.key), false);
     body.appendChild(tr);
   }
 };
 $("alerts-refresh").addEventListener("click", () => loaders.alerts());
+
+// The trace of a sample event of the alert's newest notification.
+async function traceOfAlert(rule, key) {
+  const h = await api(`/v1/notifications?rule=${encodeURIComponent(rule)}&key=${encodeURIComponent(key)}&limit=20`);
+  const n = h.notifications.find((x) => x.key === key && x.alert?.events?.length);
+  if (!n) { showError(`no event of ${rule} ${key} is in the history any more`); return; }
+  showTrace(n.alert.events[0]);
+}
 
 // ---- silences
 function silenceLike(labels) {
@@ -237,7 +225,7 @@ loaders.silences = async () => {
     cell(tr, s.status.state);
     const op = (m) => (m.isRegex ? (m.isEqual ? "=~" : "!~") : (m.isEqual ? "=" : "!="));
     cell(tr, s.matchers.map((m) => `${m.name}${op(m)}"${m.value}"`).join(", "));
-    cell(tr, new Date(s.endsAt).toLocaleString());
+    cell(tr, dateTime(Date.parse(s.endsAt)));
     cell(tr, s.createdBy);
     cell(tr, s.comment);
     const actions = cell(tr, "");
@@ -265,7 +253,7 @@ loaders.rules = async () => {
   for (const r of rules.rules) {
     const tr = document.createElement("tr");
     cell(tr, r.name);
-    cell(tr, r.active ? "active" : (r.waiting || "inactive"));
+    cell(tr, r.active ? (r.isolated ? "isolated" : "active") : (r.waiting || "inactive"));
     cell(tr, r.aggregate);
     cell(tr, (r.channels || []).join(", "));
     cell(tr, (r.hash || "").slice(0, 12));
@@ -277,27 +265,94 @@ loaders.rules = async () => {
   }
 };
 
-// ---- deliveries
+// ---- deliveries and history
 loaders.deliveries = async () => {
   const status = $("d-status").value;
   const [list, channels] = await Promise.all([api(`/v1/deliveries?status=${status}`), api("/v1/channels")]);
-  $("channels").textContent = JSON.stringify(channels);
+  const targets = $("channel-rows");
+  targets.replaceChildren();
+  for (const b of channels.breakers) {
+    const tr = document.createElement("tr");
+    cell(tr, b.target);
+    cell(tr, b.state, `circuit-${b.state}`);
+    cell(tr, number(b.calls_in_window), "num");
+    cell(tr, number(b.errors_in_window), "num");
+    cell(tr, number(b.times_opened), "num");
+    cell(tr, b.retry_in_ms != null ? `${Math.ceil(b.retry_in_ms / 1000)} s` : "");
+    targets.appendChild(tr);
+  }
+  if (!channels.breakers.length) cell(targets.insertRow(), "no delivery attempted yet", "empty").colSpan = 6;
+  const counts = Object.entries(channels.deliveries).map(([k, v]) => `${k}: ${number(v)}`);
+  counts.push(`in flight: ${channels.inFlight}`, `WebSocket clients: ${channels.websocketClients}`, `email ${channels.emailEnabled ? "on" : "off"}`);
+  $("delivery-counts").textContent = counts.join(" · ");
   const body = $("delivery-rows");
   body.replaceChildren();
   for (const d of list.deliveries) {
     const tr = document.createElement("tr");
+    tr.dataset.id = d.id;
     cell(tr, d.status);
     cell(tr, d.rule);
     cell(tr, d.channel);
     cell(tr, d.target);
-    cell(tr, d.attempts);
-    cell(tr, d.last_error);
+    cell(tr, `${d.attempts} / ${d.maxAttempts}`);
+    cell(tr, d.lastError);
     const actions = cell(tr, "");
     if (d.status === "dead") button(actions, "Replay", async () => { await api(`/v1/deliveries/${d.id}/replay`, { method: "POST" }); loaders.deliveries(); });
     body.appendChild(tr);
   }
+  if (!list.deliveries.length) cell(body.insertRow(), `no ${status} delivery`, "empty").colSpan = 7;
+  await history();
 };
 $("d-status").addEventListener("change", () => loaders.deliveries());
 $("replay-all").addEventListener("click", async () => { await api("/v1/deliveries/replay", { method: "POST" }); loaders.deliveries(); });
 
+async function history() {
+  const q = new URLSearchParams({ limit: "100" });
+  const ms = (id) => ($(id).value ? String(new Date($(id).value).getTime()) : "");
+  if ($("h-rule").value.trim()) q.set("rule", $("h-rule").value.trim());
+  if ($("h-key").value.trim()) q.set("key", $("h-key").value.trim());
+  if (ms("h-since")) q.set("since", ms("h-since"));
+  if (ms("h-until")) q.set("until", ms("h-until"));
+  const h = await api(`/v1/notifications?${q}`);
+  const body = $("history-rows");
+  body.replaceChildren();
+  for (const n of h.notifications) {
+    const tr = document.createElement("tr");
+    tr.className = `sev-${n.severity}`;
+    cell(tr, dateTime(n.createdAt));
+    cell(tr, n.severity);
+    cell(tr, n.rule);
+    cell(tr, n.key);
+    cell(tr, n.title);
+    cell(tr, n.deliveries.map((d) => `${d.channel}: ${d.status}`).join(", "));
+    const actions = cell(tr, "");
+    if (n.alert?.events?.length) button(actions, "Trace", () => showTrace(n.alert.events[0]), false);
+    body.appendChild(tr);
+  }
+  if (!h.notifications.length) cell(body.insertRow(), "no notification matches", "empty").colSpan = 7;
+}
+$("history-form").addEventListener("submit", (e) => { e.preventDefault(); history().catch(() => {}); });
+
+// ---- trace
+async function showTrace(id) {
+  $("t-event").value = id;
+  showTab("trace");
+  const t = await api(`/v1/events/${encodeURIComponent(id)}/trace`);
+  const body = $("trace-rows");
+  body.replaceChildren();
+  for (const s of t.steps) {
+    const tr = document.createElement("tr");
+    tr.dataset.stage = s.stage;
+    cell(tr, new Date(s.at).toLocaleTimeString(undefined, { hour12: false, fractionalSecondDigits: 3 }));
+    cell(tr, s.stage, `stage stage-${s.stage}`);
+    cell(tr, s.rule);
+    cell(tr, s.detail);
+    cell(tr, (s.deliveries || []).map((d) => `${d.channel} → ${d.target}: ${d.status} after ${d.attempts} attempt(s)${d.lastError ? ` (${d.lastError})` : ""}`).join("; "));
+    body.appendChild(tr);
+  }
+}
+$("trace-form").addEventListener("submit", (e) => { e.preventDefault(); showTrace($("t-event").value.trim()).catch(() => {}); });
+
+onToken(() => { connect(); checkAccess(); });
+checkAccess();
 connect();

@@ -35,6 +35,8 @@ pub struct Engine {
     pub runtime: Runtime,
     /// Silences, read by the pipeline, changed through the API.
     pub silences: Silences,
+    /// The dashboard's counters ([`crate::stats`]).
+    pub stats: crate::stats::Stats,
     _watcher: Arc<Option<notify::RecommendedWatcher>>,
 }
 
@@ -181,8 +183,13 @@ impl Engine {
         let silences = Silences::open(&config.engine.data, runtime.state())
             .await
             .context("opening the silences")?;
+        let stats = crate::stats::Stats::new(runtime.state().clone(), config.engine.stats);
+        stats.start(std::time::Duration::from_millis(
+            config.engine.stats_flush_ms,
+        ));
         let pipeline = pipeline::start(
             PipelineConfig {
+                stats: stats.clone(),
                 workers: config.engine.workers,
                 queue: config.engine.queue,
                 dedup_ttl_ms: config.engine.dedup_ttl_secs.saturating_mul(1000),
@@ -205,6 +212,7 @@ impl Engine {
             ))
         };
         Ok(Self {
+            stats,
             traces,
             amqp,
             deliverer: deliverer_handle,

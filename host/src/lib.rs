@@ -31,6 +31,7 @@ pub mod shutdown;
 pub mod silence;
 pub mod source;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod trace;
 

@@ -112,6 +112,7 @@ pub async fn finish(engine: &Engine, deadline: Instant) -> anyhow::Result<()> {
         .flush()
         .await
         .context("flushing the outbox")?;
+    engine.stats.flush().await;
     engine.state.sync().await.context("flushing state")?;
     tracing::info!("shut down");
     Ok(())

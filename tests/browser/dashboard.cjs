@@ -1,20 +1,40 @@
 // Drives tocsin's admin page in a real Chromium (Playwright): the live
 // feed, its filter, Ack, "Silence like this", the alerts, silences and
-// rules tabs. Run by tests/dashboard.rs with the engine's base URL and
-// admin token; prints one JSON line; any failed expectation throws.
+// rules tabs, the overview's numbers updating, an alert's trace, the
+// replay of a dead delivery, and the live page under a flood of
+// notifications (measured). Screenshots of each page at 1280×800 go to
+// the directory given. Run by tests/dashboard.rs with the engine's base
+// URL, admin token and that directory; prints one JSON line; any failed
+// expectation throws.
 const { chromium } = require("playwright-core");
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
 
-const [base, token] = process.argv.slice(2);
+const [base, token, shots] = process.argv.slice(2);
 const WAIT = 20000;
+const FLOOD = 5000;
+
+async function post(events) {
+  const r = await fetch(`${base}/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(events) });
+  if (r.status !== 202) throw new Error(`POST /v1/events: ${r.status} ${await r.text()}`);
+}
+
+async function metric(name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return text.split("\n").filter((l) => l.startsWith(name)).reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+}
+
+async function shoot(page, name) {
+  await page.screenshot({ path: path.join(shots, `${name}.png`) });
+}
 
 async function main() {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tocsin-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
+    viewport: { width: 1280, height: 800 },
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--no-first-run"],
   });
@@ -29,8 +49,7 @@ async function main() {
     await page.waitForSelector("#conn.up");
 
     const event = { errorCode: "DISK_FULL", severity: "critical", serviceName: "db", message: "disk full on db-1", timestamp: Date.now() };
-    const r = await fetch(`${base}/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(event) });
-    if (r.status !== 202) throw new Error(`POST /v1/events: ${r.status} ${await r.text()}`);
+    await post(event);
 
     const row = page.locator("#feed tr", { hasText: "DISK_FULL" });
     await row.waitFor();
@@ -63,8 +82,88 @@ async function main() {
     await page.locator("#rule-errors .error", { hasText: "broken.toml" }).waitFor();
     await page.locator("#rule-rows tr", { hasText: "disks" }).waitFor();
 
+    await shoot(page, "rules");
+
+    // Alerts: the trace of the alert's sample event.
+    await page.click("nav button[data-tab=alerts]");
+    await shoot(page, "alerts");
+    await page.locator("#alert-rows tr", { hasText: "DISK_FULL" }).getByRole("button", { name: "Trace" }).click();
+    await page.waitForSelector("#trace:not([hidden])");
+    await page.locator("#trace-rows tr[data-stage=received]").waitFor();
+    await page.locator("#trace-rows tr[data-stage=notified]", { hasText: "disks" }).waitFor();
+    await shoot(page, "trace");
+
+    // Overview: the numbers follow new events.
+    await page.click("nav button[data-tab=overview]");
+    await page.locator("#top-codes tr", { hasText: "DISK_FULL" }).waitFor();
+    await post([1, 2, 3].map((i) => ({ errorCode: "CACHE_MISS", severity: "low", serviceName: "cache", message: `miss ${i}` })));
+    await page.locator("#top-codes tr", { hasText: /CACHE_MISS\s*3/ }).waitFor();
+    await page.locator("#health-rows tr[data-service=cache]").waitFor();
+    const events = Number((await page.textContent("#o-events")).replace(/\D/g, ""));
+    if (events < 4) throw new Error(`the overview counts ${events} events`);
+    await shoot(page, "overview");
+
+    // Deliveries: the webhook refused once, so its delivery is dead; replay it.
+    await page.click("nav button[data-tab=deliveries]");
+    const dead = page.locator("#delivery-rows tr", { hasText: "hooks" });
+    await dead.waitFor({ timeout: 40000 }).catch(async () => {
+      await page.click("nav button[data-tab=deliveries]");
+      await dead.waitFor();
+    });
+    await shoot(page, "deliveries");
+    await dead.getByRole("button", { name: "Replay" }).click();
+    await page.selectOption("#d-status", "delivered");
+    const delivered = page.locator("#delivery-rows tr", { hasText: "hooks" });
+    for (let i = 0; i < 40 && !(await delivered.count()); i++) {
+      await page.waitForTimeout(250);
+      await page.dispatchEvent("#d-status", "change");
+    }
+    await delivered.waitFor();
+    await page.fill("#h-rule", "hooks");
+    await page.click("#history-form button[type=submit]");
+    await page.locator("#history-rows tr", { hasText: "HOOK_FAIL" }).waitFor();
+
+    // The live page under a flood: FLOOD notifications in 30 s (twice
+    // 5,000 a minute), frames timed in the page.
+    await page.click("nav button[data-tab=live]");
+    await page.fill("#f-service", "");
+    await page.evaluate(() => {
+      window.__frames = [];
+      const tick = (t) => { window.__frames.push(t); if (!window.__stop) requestAnimationFrame(tick); };
+      requestAnimationFrame(tick);
+    });
+    const countShown = async () => Number((await page.textContent("#live-count")).replace(/\D/g, ""));
+    const before = await countShown();
+    const droppedBefore = await metric("tocsin_ws_dropped_total");
+    const started = Date.now();
+    const per = 200;
+    for (let i = 0; i < FLOOD; i += per) {
+      const batch = [];
+      for (let j = i; j < i + per; j++) batch.push({ errorCode: "FLOOD", severity: "medium", serviceName: `svc-${j}`, message: `flood ${j}` });
+      await post(batch);
+      const due = started + ((i + per) / FLOOD) * 30000;
+      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+    }
+    const deadline = Date.now() + 120000;
+    let seen = 0;
+    while (Date.now() < deadline) {
+      const dropped = (await metric("tocsin_ws_dropped_total")) - droppedBefore;
+      seen = (await countShown()) - before;
+      if (seen + dropped >= FLOOD) break;
+      await page.waitForTimeout(200);
+    }
+    const rows = await page.locator("#feed tr").count();
+    const frames = await page.evaluate(() => { window.__stop = true; return window.__frames; });
+    const gaps = frames.slice(1).map((t, i) => t - frames[i]).sort((a, b) => a - b);
+    const p99 = gaps[Math.floor(gaps.length * 0.99)] || 0;
+    const longest = gaps[gaps.length - 1] || 0;
+    const dropped = (await metric("tocsin_ws_dropped_total")) - droppedBefore;
+    if (seen + dropped < FLOOD) throw new Error(`the live page showed ${seen} of ${FLOOD} flood notifications (${dropped} dropped by the server)`);
+    if (rows > 1000) throw new Error(`the live list holds ${rows} rows; it should stay bounded at 1000`);
+    await shoot(page, "live");
+
     if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-    console.log(JSON.stringify({ ok: true, matchers }));
+    console.log(JSON.stringify({ ok: true, matchers, flood: { notifications: FLOOD, seconds: (Date.now() - started) / 1000, shown: seen, dropped, rows, frames: frames.length, p99FrameMs: Math.round(p99), longestFrameMs: Math.round(longest) } }));
   } finally {
     await context.close();
     fs.rmSync(profile, { recursive: true, force: true });

@@ -6,6 +6,11 @@
 //! scrapers. Ingest has its own tokens (`[ingest]`). Unset, nothing is
 //! guarded: fine on a loopback address, refused elsewhere unless the
 //! operator says `--insecure` ([`exposure`]).
+//!
+//! `[http] read_only = true` opens the views (every `GET`, the live
+//! stream included) to anyone who reaches the port, for a wall screen;
+//! actions still need the token. `GET /v1/access` tells the page which
+//! it may do ([`access`]).
 
 use std::collections::HashMap;
 
@@ -24,10 +29,35 @@ const WHAT: &str = "admin";
 /// Middleware on the admin routes: `Authorization: Bearer <admin token>`,
 /// or `?token=` (a browser cannot set headers on a WebSocket).
 pub async fn guard(State(engine): State<Engine>, req: Request, next: Next) -> Response {
+    if readable(&engine.config, req.method()) {
+        return next.run(req).await;
+    }
     match check(&engine.config.http.admin_token, req.headers(), req.uri()) {
         Ok(()) => next.run(req).await,
         Err(refused) => refused.into_response(),
     }
+}
+
+/// Whether `method` is a read the configuration opens to everyone
+/// (`[http] read_only`).
+pub fn readable(config: &Config, method: &axum::http::Method) -> bool {
+    config.http.read_only
+        && (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+}
+
+/// `GET /v1/access`: whether the caller's token is the admin token (it
+/// may act) and whether views are open without one; the page shows or
+/// hides its buttons by it. Open: it tells nothing but the setting.
+pub async fn access(State(engine): State<Engine>, req: Request) -> Response {
+    let token = &engine.config.http.admin_token;
+    let admin = token.is_empty() || check(token, req.headers(), req.uri()).is_ok();
+    axum::Json(serde_json::json!({
+        "admin": admin,
+        "read": admin || engine.config.http.read_only,
+        "readOnly": engine.config.http.read_only,
+        "tokenSet": !token.is_empty(),
+    }))
+    .into_response()
 }
 
 fn check(

@@ -57,29 +57,37 @@ pub async fn channels(State(engine): State<Engine>) -> Response {
     }
 }
 
-/// Notification history: `?rule=&since=<ms>&limit=`.
+/// A time parameter: ms since the epoch, `default` when absent.
+fn millis(q: &HashMap<String, String>, name: &str, default: i64) -> Result<i64, String> {
+    match q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| format!("{name}: {s:?} is not milliseconds since the epoch")),
+    }
+}
+
+/// Notification history, newest first: `?rule=&key=&since=<ms>&until=<ms>&limit=`
+/// (`rule` exact, `key` a part of the key).
 pub async fn notifications(
     State(engine): State<Engine>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let since = match q.get("since").map(|s| s.parse::<i64>()) {
-        None => 0,
-        Some(Ok(ms)) => ms,
-        Some(Err(_)) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": "since: milliseconds since the epoch" })),
-            )
-                .into_response()
+    let (since, until) = match (millis(&q, "since", 0), millis(&q, "until", i64::MAX)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response()
         }
     };
-    let rule = q.get("rule").cloned();
-    match engine
-        .deliverer
-        .outbox()
-        .notifications(rule, since, limit(&q))
-        .await
-    {
+    let text = |name: &str| q.get(name).filter(|s| !s.is_empty()).cloned();
+    let query = crate::deliver::NotificationQuery {
+        rule: text("rule"),
+        key: text("key"),
+        since,
+        until,
+        limit: limit(&q),
+    };
+    match engine.deliverer.outbox().notifications(query).await {
         Ok(rows) => {
             let items: Vec<Value> = rows
                 .iter()

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod metrics;
 pub mod silences;
+pub mod stats;
 pub mod status;
 pub mod ws;
 
@@ -38,6 +39,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/rules", get(status::rules))
         .route("/v1/policies", get(status::policies))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/stats", get(stats::get))
         .route(
             "/v1/alerts/{fingerprint}/ack",
             post(alerts::ack).delete(alerts::unack),
@@ -59,8 +61,8 @@ pub fn router(engine: Engine) -> Router {
         .merge(admin)
         .merge(silences)
         .route("/", get(dashboard::index))
-        .route("/ui/app.js", get(dashboard::script))
-        .route("/ui/app.css", get(dashboard::style))
+        .route("/v1/access", get(admin::access))
+        .route("/ui/{name}", get(dashboard::asset))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(metrics::render))

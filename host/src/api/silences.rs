@@ -21,6 +21,14 @@ fn guard(engine: &Engine, headers: &HeaderMap) -> Result<(), auth::Unauthorized>
     auth::require_bearer(headers, super::admin::silences_token(&engine.config), WHAT)
 }
 
+/// The guard of the listings: open too when `[http] read_only` is set.
+fn read_guard(engine: &Engine, headers: &HeaderMap) -> Result<(), auth::Unauthorized> {
+    if super::admin::readable(&engine.config, &axum::http::Method::GET) {
+        return Ok(());
+    }
+    auth::require_bearer(headers, super::admin::silences_token(&engine.config), WHAT)
+}
+
 fn error(e: SilenceError) -> Response {
     let status = match &e {
         SilenceError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -38,7 +46,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(r) = guard(&engine, &headers) {
+    if let Err(r) = read_guard(&engine, &headers) {
         return r.into_response();
     }
     let mut filters = Vec::new();
@@ -95,7 +103,7 @@ pub async fn get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = guard(&engine, &headers) {
+    if let Err(r) = read_guard(&engine, &headers) {
         return r.into_response();
     }
     match engine.silences.get(&id) {

@@ -62,6 +62,13 @@ pub const KEYS: &[Key] = &[
         doc: "bearer token guarding the views and actions (history, deliveries, traces, rules, live stream, replays, silences); empty: none",
     },
     Key {
+        section: "http",
+        key: "read_only",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "let anyone who reaches the port see the dashboard and the admin views without the token (a wall screen); every action still needs admin_token",
+    },
+    Key {
         section: "ingest",
         key: "token",
         kind: Kind::Str,
@@ -172,6 +179,20 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Int,
         default: "1000",
         doc: "how often the active alerts are checked for a due escalation step (a step fires at most this late)",
+    },
+    Key {
+        section: "engine",
+        key: "stats",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "count events and alerts per minute by code, service and rule for the dashboard and /v1/stats (in the state backend: 25 h by minute, 8 days by hour)",
+    },
+    Key {
+        section: "engine",
+        key: "stats_flush_ms",
+        kind: Kind::Int,
+        default: "2000",
+        doc: "how often this instance adds its counts into the shared buckets (a kill loses at most this much of the trend, never an alert)",
     },
     Key {
         section: "sandbox",
@@ -386,6 +407,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Bearer token of the admin surface ([`crate::api::admin`]).
     pub admin_token: String,
+    /// Whether the admin views are open to read without the token.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -400,6 +423,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("admin_token", &set)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -410,6 +434,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 4 << 20,
             admin_token: String::new(),
+            read_only: false,
         }
     }
 }
@@ -477,6 +502,10 @@ pub struct EngineConfig {
     pub purge_removed_after_secs: u64,
     /// How often escalation steps are checked ([`crate::pipeline::escalate`]).
     pub escalation_tick_ms: u64,
+    /// Whether the dashboard's counters are kept ([`crate::stats`]).
+    pub stats: bool,
+    /// How often they are flushed into the state backend.
+    pub stats_flush_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -493,6 +522,8 @@ impl Default for EngineConfig {
             shutdown_secs: 10,
             purge_removed_after_secs: 300,
             escalation_tick_ms: 1000,
+            stats: true,
+            stats_flush_ms: 2000,
         }
     }
 }

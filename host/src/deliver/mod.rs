@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{now_ms, Severity};
 pub use dispatch::Dispatcher;
-pub use outbox::{DeliveryRow, NotificationRow, Outbox, OutboxError, Status};
+pub use outbox::{DeliveryRow, NotificationQuery, NotificationRow, Outbox, OutboxError, Status};
 pub use retry::RetryPolicy;
 pub use websocket::{WsFrame, WsHub};
 

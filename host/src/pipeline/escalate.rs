@@ -113,7 +113,8 @@ impl Worker {
                 }
                 let rendered = alert.to_alert(step + 1);
                 let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-                out.notifications.push(notify::row(&id, &rendered, None));
+                out.notifications
+                    .push(notify::row(&id, &rendered, None, Vec::new()));
                 let channels = &rule.escalation[step].channels;
                 notify::run(
                     &mut self.instances,

@@ -117,7 +117,8 @@ impl Worker {
                 }
                 let alert = group.to_alert(&rule.name);
                 let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-                out.notifications.push(notify::row(&id, &alert, None));
+                out.notifications
+                    .push(notify::row(&id, &alert, None, Vec::new()));
                 let channels = route::run(&mut self.instances, g, &rule, &alert).await;
                 let (channels, _) = route::scheduled(g, &rule, channels, now);
                 notify::run(

@@ -93,6 +93,7 @@ pub struct Worker {
     generation: u64,
     dedup_ttl_ms: u64,
     silences: Silences,
+    stats: crate::stats::Stats,
     /// Where events of isolated rules go ([`isolate`]); `None` on the
     /// lane's own worker and the timers'.
     pub(super) lane: Option<isolate::Lane>,
@@ -125,6 +126,7 @@ impl Worker {
         traces: Traces,
         dedup_ttl_ms: u64,
         silences: Silences,
+        stats: crate::stats::Stats,
     ) -> Self {
         Self {
             traces,
@@ -134,6 +136,7 @@ impl Worker {
             generation: 0,
             dedup_ttl_ms,
             silences,
+            stats,
             lane: None,
         }
     }
@@ -183,6 +186,7 @@ impl Worker {
             for n in &batch.out.notifications {
                 *fired.entry(n.rule.clone()).or_default() += 1;
             }
+            let notifications = batch.out.notifications.clone();
             let durable = commit::run(&scope, &self.deliverer, batch.out, sync).await;
             match durable {
                 Err(CommitError::Again(e)) => {
@@ -199,6 +203,10 @@ impl Worker {
                     // Counted once committed: a redone batch fires once.
                     for (rule, n) in fired {
                         metrics::counter!("tocsin_alerts_total", "rule" => rule).increment(n);
+                    }
+                    self.stats.record_alerts(&notifications);
+                    if !isolated {
+                        self.stats.record_events(events);
                     }
                 }
             }
@@ -284,7 +292,7 @@ impl Worker {
                     }
                     continue;
                 }
-                let id = batch.notification(alert);
+                let id = batch.notification(matched, alert);
                 let channels = route::run(&mut self.instances, g, rule, alert).await;
                 let (channels, off) = route::scheduled(g, rule, channels, crate::event::now_ms());
                 batch.trail_notified(rule, matched, alert, &id, &channels, &off);
@@ -407,9 +415,12 @@ impl Evaluated {
     }
 
     /// Records `alert` in the batch's history; its notification id.
-    fn notification(&mut self, alert: &Alert) -> Arc<str> {
+    fn notification(&mut self, matched: &matcher::Matched, alert: &Alert) -> Arc<str> {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-        self.out.notifications.push(notify::row(&id, alert, None));
+        let events = notify::samples(matched, alert);
+        self.out
+            .notifications
+            .push(notify::row(&id, alert, None, events));
         id
     }
 
@@ -423,9 +434,12 @@ impl Evaluated {
         why: &silence::Muted,
     ) {
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-        self.out
-            .notifications
-            .push(notify::row(&id, alert, Some(why)));
+        self.out.notifications.push(notify::row(
+            &id,
+            alert,
+            Some(why),
+            notify::samples(matched, alert),
+        ));
         let (stage, metric) = why.stage();
         metrics::counter!(metric, "rule" => rule.name.to_string()).increment(1);
         let step = Step::now(stage)

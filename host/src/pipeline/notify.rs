@@ -67,11 +67,25 @@ pub async fn run(
     }
 }
 
-/// The history record of an alert.
+/// Event ids a notification keeps as samples of what caused it: what the
+/// dashboard opens the trace of.
+pub(super) const SAMPLE_EVENTS: usize = 3;
+
+/// A few ids of the events `alert` stands for ([`SAMPLE_EVENTS`]).
+pub(super) fn samples(matched: &super::matcher::Matched, alert: &Alert) -> Vec<String> {
+    super::covered(matched, alert)
+        .take(SAMPLE_EVENTS)
+        .map(|e| e.event_id.clone())
+        .collect()
+}
+
+/// The history record of an alert; `events`, a few of the event ids it
+/// stands for (empty for notifications made on time).
 pub(super) fn row(
     id: &std::sync::Arc<str>,
     alert: &Alert,
     muted: Option<&super::silence::Muted>,
+    events: Vec<String>,
 ) -> crate::deliver::NotificationRow {
     let severity = crate::event::Severity::from(alert.severity).as_str();
     let labels: serde_json::Map<String, serde_json::Value> = alert
@@ -84,6 +98,9 @@ pub(super) fn row(
         "title": alert.title, "summary": alert.summary, "samples": alert.samples,
         "labels": labels, "firstSeen": alert.first_seen, "lastSeen": alert.last_seen,
     });
+    if !events.is_empty() {
+        alert_json["events"] = events.into();
+    }
     if let Some(m) = muted {
         m.record(&mut alert_json);
     }

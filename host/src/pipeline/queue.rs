@@ -106,6 +106,8 @@ pub struct PipelineConfig {
     pub silences: crate::silence::Silences,
     /// How often escalation steps and groups are checked ([`super::timers`]).
     pub escalation_tick: std::time::Duration,
+    /// Where committed batches are counted for the dashboard.
+    pub stats: crate::stats::Stats,
 }
 
 /// Starts the pipeline workers; returns the submit handle.
@@ -127,6 +129,7 @@ pub fn start(
             traces.clone(),
             config.dedup_ttl_ms,
             config.silences.clone(),
+            config.stats.clone(),
         )
     };
     if let StateStore::Redis(redis) = rt.state() {

@@ -55,6 +55,20 @@ impl Status {
     }
 }
 
+/// Which notifications a history search wants: newest first.
+#[derive(Clone, Debug)]
+pub struct NotificationQuery {
+    /// Exactly this rule.
+    pub rule: Option<String>,
+    /// Keys containing this text.
+    pub key: Option<String>,
+    /// Created at or after (ms since the epoch).
+    pub since: i64,
+    /// Created at or before.
+    pub until: i64,
+    pub limit: u32,
+}
+
 /// One notification: an alert as it left the pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NotificationRow {
@@ -240,17 +254,17 @@ impl Outbox {
     /// since a time.
     pub async fn notifications(
         &self,
-        rule: Option<String>,
-        since: i64,
-        limit: u32,
+        q: NotificationQuery,
     ) -> Result<Vec<(NotificationRow, Vec<DeliveryRow>)>, OutboxError> {
         self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, rule, key, severity, title, summary, count, alert_json, created_at FROM notifications
-                 WHERE created_at >= ?1 AND (?2 IS NULL OR rule = ?2) ORDER BY created_at DESC LIMIT ?3",
+                 WHERE created_at >= ?1 AND created_at <= ?2 AND (?3 IS NULL OR rule = ?3)
+                   AND (?4 IS NULL OR instr(key, ?4) > 0)
+                 ORDER BY created_at DESC LIMIT ?5",
             )?;
             let rows = stmt
-                .query_map(params![since, rule, limit], |r| {
+                .query_map(params![q.since, q.until, q.rule, q.key, q.limit], |r| {
                     Ok(NotificationRow {
                         id: r.get(0)?,
                         rule: r.get(1)?,
