@@ -182,5 +182,33 @@ retry = {{ attempts = 1 }}
         by_playwright == 3,
         "the ack, the silence and the replay, by playwright: {audit}"
     );
+    // The silence made in the page mutes the next matching alert (once
+    // the acknowledgement, which mutes first, is taken back).
+    let unack = t
+        .http
+        .delete(t.url(&format!(
+            "/v1/alerts/{}/ack",
+            disk["fingerprint"].as_str().unwrap_or("")
+        )))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    ensure!(unack.status().is_success(), "un-ack: {}", unack.status());
+    let muted = || t.metric("tocsin_alerts_silenced_total", &[("rule", "disks")]);
+    let before = muted().await?;
+    let (status, body) = t
+        .post_events(
+            &serde_json::json!({"errorCode": "DISK_FULL", "severity": "critical",
+            "serviceName": "db", "message": "disk full again"}),
+        )
+        .await?;
+    ensure!(status == 202, "{status} {body}");
+    tocsin_tests::wait_for(
+        "the next DISK_FULL alert muted by the page's silence",
+        Duration::from_secs(30),
+        || async { Ok(muted().await? > before) },
+    )
+    .await?;
+
     Ok(())
 }
