@@ -186,7 +186,7 @@ impl Worker {
             for n in &batch.out.notifications {
                 *fired.entry(n.rule.clone()).or_default() += 1;
             }
-            let notifications = batch.out.notifications.clone();
+            let alerts = self.stats.fold_alerts(&batch.out.notifications);
             let durable = commit::run(&scope, &self.deliverer, batch.out, sync).await;
             match durable {
                 Err(CommitError::Again(e)) => {
@@ -204,7 +204,7 @@ impl Worker {
                     for (rule, n) in fired {
                         metrics::counter!("tocsin_alerts_total", "rule" => rule).increment(n);
                     }
-                    self.stats.record_alerts(&notifications);
+                    self.stats.record_alerts(alerts);
                     if !isolated {
                         self.stats.record_events(events);
                     }

@@ -121,13 +121,15 @@ impl Stats {
         trim(&mut pending);
     }
 
-    /// Counts a committed batch's notifications (alerts), by rule, and by
-    /// the error code and service their labels name.
-    pub fn record_alerts(&self, rows: &[NotificationRow]) {
-        if !self.inner.enabled || rows.is_empty() {
-            return;
+    /// A batch's notifications (alerts) counted by rule, and by the error
+    /// code and service their labels name, before the batch commits (so no
+    /// copy of them outlives the commit); [`Self::record_alerts`] adds them
+    /// once it did.
+    pub fn fold_alerts(&self, rows: &[NotificationRow]) -> Alerts {
+        let mut folded = BTreeMap::new();
+        if !self.inner.enabled {
+            return Alerts(folded);
         }
-        let mut pending = self.inner.pending.lock();
         for n in rows {
             let labels: serde_json::Value = serde_json::from_str(&n.alert_json).unwrap_or_default();
             let label = |names: &[&str]| {
@@ -146,10 +148,22 @@ impl Stats {
             if !service.is_empty() {
                 by.push((By::Service, service.as_str()));
             }
-            pending
+            folded
                 .entry(Step::Minute.start(n.created_at))
-                .or_default()
+                .or_insert_with(Bucket::default)
                 .add(What::Alerts, &by, 1);
+        }
+        Alerts(folded)
+    }
+
+    /// Counts a committed batch's alerts ([`Self::fold_alerts`]).
+    pub fn record_alerts(&self, alerts: Alerts) {
+        if alerts.0.is_empty() {
+            return;
+        }
+        let mut pending = self.inner.pending.lock();
+        for (minute, b) in alerts.0 {
+            pending.entry(minute).or_default().merge(&b);
         }
         trim(&mut pending);
     }
@@ -216,6 +230,9 @@ impl Stats {
         Ok(out)
     }
 }
+
+/// A batch's alerts, counted by minute, not yet recorded.
+pub struct Alerts(BTreeMap<i64, Bucket>);
 
 /// Drops the oldest pending minutes past [`MAX_PENDING_MINUTES`].
 fn trim(pending: &mut BTreeMap<i64, Bucket>) {
