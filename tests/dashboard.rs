@@ -3,7 +3,8 @@
 //! critical event arrive on the live feed coloured as such, filters it
 //! away and back, acknowledges it, makes a silence from it ("silence like
 //! this", matchers prefilled), finds the alert acknowledged and silenced,
-//! and the rules tab shows the broken rule file's error; opens the alert's
+//! and the rules tab shows the broken rule file's error and each rule's
+//! events and alerts of the day; times post → feed row; opens the alert's
 //! trace, watches the overview's top codes follow new events, replays a
 //! dead webhook delivery (a real receiver that refused once), finds it in
 //! the history, and floods the live page with 5,000 notifications in 30 s
@@ -35,7 +36,7 @@ grants = { websocket = true }
 
 const FLOOD: &str = r#"
 [match]
-codes = ["FLOOD"]
+codes = ["FLOOD", "LATENCY_*"]
 [aggregate]
 plugin = "threshold"
 config = { threshold = 1, window = "1h", samples = 1 }
@@ -136,6 +137,10 @@ retry = {{ attempts = 1 }}
         .unwrap_or("");
     let report: serde_json::Value = serde_json::from_str(line)?;
     record_figure(&format!("dashboard flood: {}", report["flood"]));
+    record_figure(&format!(
+        "dashboard post → feed row, ms: {}",
+        report["feedMs"]
+    ));
     for page in ["live", "overview", "alerts", "rules", "deliveries", "trace"] {
         let shot = shots.join(format!("{page}.png"));
         ensure!(

@@ -22,6 +22,17 @@ plugin = "websocket"
 grants = { websocket = true }
 "#;
 
+/// Takes every event and never fires: an event both rules take is one
+/// event, counted for each rule.
+const EVERY: &str = r#"
+[aggregate]
+plugin = "threshold"
+config = { threshold = 1000000, window = "1h" }
+[[channels]]
+plugin = "websocket"
+grants = { websocket = true }
+"#;
+
 fn setup(env: Vec<(&str, &str)>) -> Setup {
     let mut all = vec![
         ("TOCSIN_ENGINE_WORKERS", "1"),
@@ -31,7 +42,10 @@ fn setup(env: Vec<(&str, &str)>) -> Setup {
     Setup {
         plugins: vec!["threshold", "websocket"],
         default_rules: false,
-        rules: vec![("db.toml".into(), RULE.into())],
+        rules: vec![
+            ("db.toml".into(), RULE.into()),
+            ("all.toml".into(), EVERY.into()),
+        ],
         env: all
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -101,8 +115,10 @@ async fn events_and_alerts_are_counted_ranked_and_kept_across_a_restart() -> Res
         "{r}"
     );
     ensure!(
-        r["top"]["rules"][0] == json!({"name": "db", "events": 0, "alerts": 2}),
-        "{r}"
+        r["rules"]
+            == json!({"db": {"events": 12, "alerts": 2}, "all": {"events": 16, "alerts": 0}})
+            && r["top"]["rules"][0] == json!({"name": "all", "events": 16, "alerts": 0}),
+        "per rule: {r}"
     );
     let stacked = &r["byCode"];
     ensure!(

@@ -238,7 +238,10 @@ loaders.silences = async () => {
 
 // ---- rules and plugins
 loaders.rules = async () => {
-  const [rules, policies] = await Promise.all([api("/v1/rules"), api("/v1/policies")]);
+  // Stats may be off ([engine] stats = false): the columns stay empty.
+  const [rules, policies, stats] = await Promise.all([api("/v1/rules"), api("/v1/policies"),
+    api("/v1/stats?range=24h").catch(() => null)]);
+  const counts = (stats && stats.rules) || {};
   const errors = $("rule-errors");
   errors.replaceChildren();
   const failing = [...rules.rules, ...policies.files].filter((r) => r.last_error);
@@ -252,12 +255,16 @@ loaders.rules = async () => {
   body.replaceChildren();
   for (const r of rules.rules) {
     const tr = document.createElement("tr");
+    tr.dataset.rule = r.name;
     cell(tr, r.name);
     cell(tr, r.active ? (r.isolated ? "isolated" : "active") : (r.waiting || "inactive"));
     cell(tr, r.aggregate);
     cell(tr, (r.channels || []).join(", "));
     cell(tr, (r.hash || "").slice(0, 12));
     cell(tr, time(r.loaded_at));
+    const c = counts[r.name];
+    cell(tr, c ? String(c.events) : "–", "num");
+    cell(tr, c ? String(c.alerts) : "–", "num");
     const errs = r.plugin_errors || {};
     const kinds = Object.entries(errs.by_kind || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
     cell(tr, errs.last_error ? `${kinds} — last: ${errs.last_error}` : kinds);

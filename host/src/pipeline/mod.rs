@@ -205,6 +205,11 @@ impl Worker {
                         metrics::counter!("tocsin_alerts_total", "rule" => rule).increment(n);
                     }
                     self.stats.record_alerts(alerts);
+                    let taken = batch
+                        .counted
+                        .iter()
+                        .map(|c| (&*c.rule, c.events.len() as u64));
+                    self.stats.record_rules(crate::event::now_ms(), taken);
                     if !isolated {
                         self.stats.record_events(events);
                     }

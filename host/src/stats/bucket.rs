@@ -85,6 +85,13 @@ impl Bucket {
     /// folding a value past [`MAX_VALUES`] into [`OTHER`].
     pub fn add(&mut self, what: What, by: &[(By, &str)], n: u64) {
         *self.counts.entry((what, None)).or_default() += n;
+        self.add_by(what, by, n);
+    }
+
+    /// Adds `n` to the breakdowns in `by` only, not to the total: for a
+    /// count whose total is kept elsewhere (an event two rules took is
+    /// one event, yet counts for each rule).
+    pub fn add_by(&mut self, what: What, by: &[(By, &str)], n: u64) {
         for (dim, value) in by {
             let name = if self.has(what, *dim, value) || self.distinct(what, *dim) < MAX_VALUES {
                 (*value).to_string()

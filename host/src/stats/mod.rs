@@ -121,6 +121,21 @@ impl Stats {
         trim(&mut pending);
     }
 
+    /// Counts, per rule, the events it took in a committed batch (an
+    /// event two rules took counts once in the total, once per rule).
+    pub fn record_rules<'a>(&self, at: i64, taken: impl IntoIterator<Item = (&'a str, u64)>) {
+        if !self.inner.enabled {
+            return;
+        }
+        let minute = Step::Minute.start(at);
+        let mut pending = self.inner.pending.lock();
+        let b = pending.entry(minute).or_default();
+        for (rule, n) in taken {
+            b.add_by(What::Events, &[(By::Rule, rule)], n);
+        }
+        trim(&mut pending);
+    }
+
     /// A batch's notifications (alerts) counted by rule, and by the error
     /// code and service their labels name, before the batch commits (so no
     /// copy of them outlives the commit); [`Self::record_alerts`] adds them

@@ -75,6 +75,25 @@ pub async fn build(stats: &Stats, range: Range, now: i64) -> Result<Value, Strin
     Ok(render(range, &starts, &buckets, now))
 }
 
+/// Every rule's events taken and alerts fired over the range, by name
+/// (the Rules tab's columns; at most [`super::bucket::MAX_VALUES`] a bucket).
+fn per_rule(all: &Bucket) -> Value {
+    let mut rules = serde_json::Map::new();
+    for what in [What::Events, What::Alerts] {
+        let field = match what {
+            What::Events => "events",
+            What::Alerts => "alerts",
+        };
+        for (name, n) in all.breakdown(what, By::Rule) {
+            let row = rules
+                .entry(name.to_string())
+                .or_insert_with(|| json!({"events": 0, "alerts": 0}));
+            row[field] = n.into();
+        }
+    }
+    Value::Object(rules)
+}
+
 /// The report of `buckets` (one per start in `starts`). Pure: tested on
 /// its own.
 pub fn render(range: Range, starts: &[i64], buckets: &[Bucket], now: i64) -> Value {
@@ -125,6 +144,7 @@ pub fn render(range: Range, starts: &[i64], buckets: &[Bucket], now: i64) -> Val
             "rules": top_list(By::Rule),
         },
         "services": health(buckets, &top(What::Events, By::Service)),
+        "rules": per_rule(&all),
     })
 }
 
@@ -224,6 +244,8 @@ mod tests {
             }
         }
         buckets[59].add(What::Alerts, &[(By::Rule, "r"), (By::Code, "B")], 1);
+        // The rule took 7 of the events: counted for it, not again in all.
+        buckets[59].add_by(What::Events, &[(By::Rule, "r")], 7);
         let r = render(Range::Hour, &starts, &buckets, 3_600_000);
         assert_eq!(r["events"][0], 2);
         assert_eq!(r["events"][59], 52);
@@ -231,6 +253,7 @@ mod tests {
         assert_eq!(r["top"]["codes"][0]["name"], "B");
         assert_eq!(r["top"]["codes"][0]["alerts"], 1);
         assert_eq!(r["top"]["rules"][0]["name"], "r");
+        assert_eq!(r["rules"]["r"], json!({"events": 7, "alerts": 1}));
         assert_eq!(r["byCode"]["names"], json!(["B", "A"]));
         assert_eq!(r["byCode"]["events"][0][59], 50);
         assert_eq!(r["services"][0]["name"], "storm");
