@@ -19,7 +19,7 @@ fn check_accepts_the_shipped_rules_and_plugins() -> anyhow::Result<()> {
         "check failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("ok    rule").count(), 11, "{stdout}");
+    assert_eq!(stdout.matches("ok    rule").count(), 12, "{stdout}");
     assert!(stdout.contains("all good"));
     Ok(())
 }
@@ -225,6 +225,6 @@ async fn status_endpoints_describe_what_is_loaded() -> anyhow::Result<()> {
     assert_eq!(rule["aggregate"], "threshold");
     assert_eq!(rule["channels"], json!(["websocket", "email"]));
     let metrics = t.http.get(t.url("/metrics")).send().await?.text().await?;
-    assert!(metrics.contains("tocsin_rules_active 11"), "{metrics}");
+    assert!(metrics.contains("tocsin_rules_active 12"), "{metrics}");
     Ok(())
 }

@@ -211,6 +211,18 @@ impl Engine {
                 pipeline.clone(),
             ))
         };
+        crate::watch::start(
+            crate::watch::probes::Probes::new(
+                config.watch.clone(),
+                pipeline.clone(),
+                deliverer_handle.clone(),
+                runtime.state().clone(),
+                catalog.clone(),
+                amqp.as_ref()
+                    .map(|a| (a.backlog.clone(), config.amqp.queue.clone())),
+            ),
+            pipeline.clone(),
+        );
         Ok(Self {
             stats,
             traces,

@@ -6,7 +6,8 @@
 //! performs the I/O. [`plugin`] runs the WebAssembly components (one module
 //! per host capability), [`catalog`] loads and hot-reloads plugins and rules,
 //! [`state`] keeps what plugins count, [`cluster`] lets instances share
-//! work through Redis, [`api`] serves HTTP, and [`cli`] is the `tocsin`
+//! work through Redis, [`api`] serves HTTP, [`watch`] turns tocsin's own
+//! conditions into events through its rules, and [`cli`] is the `tocsin`
 //! command.
 
 pub mod active;
@@ -34,5 +35,6 @@ pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod trace;
+pub mod watch;
 
 pub use engine::Engine;

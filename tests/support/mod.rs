@@ -219,6 +219,9 @@ impl Tocsin {
                 "TOCSIN_LOG",
                 std::env::var("TOCSIN_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // Tests of other parts count events exactly; the watch's own
+            // events would add to them. tests/watch.rs turns it on.
+            .env("TOCSIN_WATCH_ENABLED", "false")
             .stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod amqp;
 pub mod audit;
 pub mod dashboard;
 pub mod deliveries;
@@ -40,6 +41,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/policies", get(status::policies))
         .route("/v1/audit", get(audit::list))
         .route("/v1/stats", get(stats::get))
+        .route("/v1/amqp/pause", post(amqp::pause))
+        .route("/v1/amqp/resume", post(amqp::resume))
         .route(
             "/v1/alerts/{fingerprint}/ack",
             post(alerts::ack).delete(alerts::unack),

@@ -28,6 +28,15 @@ pub fn failures(rule: &str) -> Option<RuleFailures> {
     FAILURES.lock().get(rule).cloned()
 }
 
+/// Every rule's failures since the start (what the self watch reads).
+pub fn all_failures() -> Vec<(String, RuleFailures)> {
+    FAILURES
+        .lock()
+        .iter()
+        .map(|(r, f)| (r.clone(), f.clone()))
+        .collect()
+}
+
 /// Records a plugin call's outcome in the metrics and the log.
 pub fn observe<T>(
     rule: &str,

@@ -69,6 +69,12 @@ impl PipelineHandle {
         sent
     }
 
+    /// Jobs queued and not yet taken by a worker (what the
+    /// `TOCSIN_QUEUE_BACKLOG` self event watches).
+    pub fn waiting(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Whether the pipeline stopped taking jobs (shutting down).
     pub fn is_closed(&self) -> bool {
         *self.intake.closed.borrow()

@@ -43,6 +43,7 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::amqp_backlog::BacklogCell;
 use crate::config::{AmqpConfig, TrustedRoots};
 use crate::event::{now_ms, parse_event};
 use crate::pipeline::{JobOutcome, PipelineHandle};
@@ -57,6 +58,9 @@ pub struct AmqpStatus {
     /// Set once the consumer stopped for good (shutdown), after its last
     /// acknowledgements went out.
     stopped: tokio::sync::watch::Sender<bool>,
+    /// The queue's depths, the consumer's lag, pausing
+    /// ([`super::amqp_backlog`]).
+    pub backlog: Arc<BacklogCell>,
 }
 
 #[derive(Clone, Default, Serialize)]
@@ -99,13 +103,19 @@ impl AmqpStatus {
 
     /// State as JSON for `/readyz`.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::to_value(self.inner.lock().clone()).unwrap_or_default()
+        let mut v = serde_json::to_value(self.inner.lock().clone()).unwrap_or_default();
+        v["backlog"] = serde_json::to_value(self.backlog.read()).unwrap_or_default();
+        v
     }
 }
 
 /// Starts the consumer with reconnects; returns its status.
 pub fn spawn(config: AmqpConfig, pipeline: PipelineHandle) -> Arc<AmqpStatus> {
-    let status = Arc::new(AmqpStatus::default());
+    let status = Arc::new(AmqpStatus {
+        inner: Mutex::default(),
+        stopped: tokio::sync::watch::Sender::default(),
+        backlog: BacklogCell::new(),
+    });
     let st = status.clone();
     tokio::spawn(async move {
         let mut failures: u32 = 0;
@@ -274,6 +284,12 @@ async fn session(
         .await
         .map_err(|e| format!("consuming {}: {e}", c.queue))?;
     status.set(true, None);
+    let probe = tokio::spawn(super::amqp_backlog::probe(
+        ch.clone(),
+        c.queue.clone(),
+        format!("{}.dead", c.queue),
+        status.backlog.clone(),
+    ));
     tracing::info!(queue = %c.queue, exchange = %c.exchange, bindings = ?c.binding, "consuming from RabbitMQ");
 
     let (ack_tx, ack_rx) = mpsc::channel::<Pending>(64);
@@ -287,6 +303,12 @@ async fn session(
     let acks = tokio::spawn(settler.run(ack_rx));
 
     let result = loop {
+        // Paused: what the broker pushed waits here unacknowledged.
+        tokio::select! {
+            biased;
+            _ = pipeline.closing() => break Ok(()),
+            _ = status.backlog.unpaused() => {}
+        }
         let next = tokio::select! {
             biased;
             _ = pipeline.closing() => break Ok(()),
@@ -322,6 +344,8 @@ async fn session(
         }
         metrics::counter!("tocsin_events_received_total", "source" => "amqp")
             .increment(events.len() as u64);
+        let oldest = events.iter().map(|e| e.timestamp).filter(|t| *t > 0).min();
+        status.backlog.consumed(oldest.unwrap_or(0));
         let outcome = if events.is_empty() {
             None
         } else {
@@ -334,6 +358,7 @@ async fn session(
             break Err("the acknowledger stopped".into());
         }
     };
+    probe.abort();
     drop(ack_tx);
     let _ = acks.await;
     let why = if pipeline.is_closed() {

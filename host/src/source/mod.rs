@@ -10,6 +10,8 @@
 //!   Alertmanager's webhook payload (`POST /v1/ingest/alertmanager`).
 //! - [`sentry`]: the Sentry ingestion API (`/api/{project}/envelope/` and
 //!   `/api/{project}/store/`), so Sentry SDKs deliver to a tocsin DSN.
+//! - [`amqp_backlog`]: the AMQP queue's depths, the consumer's lag, and
+//!   pausing it.
 //! - [`auth`]: bearer tokens and Sentry DSN keys.
 //! - [`body`]: reading bodies: size limit, gzip/deflate/br, decompression
 //!   bombs.
@@ -30,6 +32,7 @@
 
 pub mod alertmanager;
 pub mod amqp;
+pub mod amqp_backlog;
 pub mod auth;
 pub mod body;
 pub mod http;

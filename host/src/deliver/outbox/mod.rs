@@ -303,6 +303,33 @@ impl Outbox {
         .await
     }
 
+    /// Dead deliveries by channel, leaving out those of alerts whose
+    /// `service` label is `skip_service` or under `skip_service/`
+    /// (tocsin's own alerts: a dead self alert must not raise another).
+    pub async fn dead_by_channel(
+        &self,
+        skip_service: &'static str,
+    ) -> Result<Vec<(String, u64)>, OutboxError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT channel, COUNT(*) FROM (
+                   SELECT d.channel AS channel,
+                          COALESCE(json_extract(n.alert_json, '$.labels.service'), '') AS service
+                   FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+                   WHERE d.status = 'dead')
+                 WHERE service <> ?1 AND substr(service, 1, length(?1) + 1) <> ?1 || '/'
+                 GROUP BY channel ORDER BY channel",
+            )?;
+            let rows = stmt
+                .query_map(params![skip_service], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Counts by status, for metrics and the status API.
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
         self.read(|c| {

@@ -1,0 +1,334 @@
+//! tocsin watching itself, against real conditions: a webhook that
+//! refuses (its circuit breaker opens, its deliveries die), a rule file
+//! refused on reload, a RabbitMQ backlog built by a publisher while the
+//! consumer is paused, and Redis paused (`CLIENT PAUSE`). Each raises a
+//! self alert through the shipped rule (`rules/tocsin-self.toml`) seen on
+//! the WebSocket, and, once the condition clears, its resolution; the
+//! same backlog twice within 5 minutes alerts once.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Result};
+use serde_json::{json, Value};
+use tocsin_tests::peers::WebhookReceiver;
+use tocsin_tests::rabbit::Rabbit;
+use tocsin_tests::{root, wait_for, Setup, Tocsin, Ws};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn self_rule() -> Result<(String, String)> {
+    let text = std::fs::read_to_string(root().join("rules/tocsin-self.toml"))?;
+    Ok(("tocsin-self.toml".into(), text))
+}
+
+fn setup(rules: Vec<(String, String)>, env: Vec<(String, String)>) -> Result<Setup> {
+    let mut all = vec![self_rule()?];
+    all.extend(rules);
+    let mut vars: Vec<(String, String)> = [
+        ("TOCSIN_ENGINE_WORKERS", "1"),
+        ("TOCSIN_WATCH_ENABLED", "true"),
+        ("TOCSIN_WATCH_INTERVAL_MS", "200"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.extend(env);
+    Ok(Setup {
+        plugins: vec![
+            "threshold",
+            "severity-router",
+            "websocket",
+            "email",
+            "webhook",
+        ],
+        default_rules: false,
+        rules: all,
+        env: vars,
+        ..Setup::default()
+    })
+}
+
+fn code(frame: &Value) -> &str {
+    frame["labels"]["error-code"].as_str().unwrap_or("")
+}
+
+/// The frame of `code` of `kind` (`alert` or `resolved`) for `service`:
+/// one already in `seen` (conditions may arrive in any order), else the
+/// next such frame read (every frame read is kept in `seen`).
+async fn frame(
+    ws: &mut Ws,
+    seen: &mut Vec<Value>,
+    want: &str,
+    kind: &str,
+    service: &str,
+) -> Result<Value> {
+    let is = |f: &Value| code(f) == want && f["type"] == kind && f["labels"]["service"] == service;
+    if let Some(f) = seen.iter().find(|f| is(f)) {
+        return Ok(f.clone());
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = ws.next(left).await.map_err(|e| {
+            anyhow!("waiting for the {kind} of {want} ({service}): {e}; frames seen: {seen:?}")
+        })?;
+        seen.push(f.clone());
+        if is(&f) {
+            return Ok(f);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refusing_webhook_and_a_broken_rule_alert_and_resolve() -> Result<()> {
+    let hook = WebhookReceiver::start(&[], 500).await?;
+    let hooks = format!(
+        r#"
+[match]
+codes = ["HOOK"]
+[aggregate]
+plugin = "threshold"
+config = {{ threshold = 1, window = "1h" }}
+[[channels]]
+plugin = "webhook"
+config = {{ url = "{}" }}
+grants = {{ http = ["127.0.0.1:{}"] }}
+retry = {{ attempts = 1 }}
+"#,
+        hook.url(),
+        hook.port
+    );
+    let t = Tocsin::start(setup(vec![("hooks.toml".into(), hooks)], vec![])?).await?;
+    let mut ws = t.ws("").await?;
+    let mut seen = Vec::new();
+
+    // Twelve alerts, each refused once: the breaker opens, they die.
+    let events: Vec<Value> = (0..12)
+        .map(|i| json!({"errorCode": "HOOK", "severity": "high", "serviceName": format!("s{i}"), "message": "x"}))
+        .collect();
+    let (status, body) = t.post_events(&Value::Array(events)).await?;
+    ensure!(status == 202, "{status} {body}");
+    let target = format!("http://127.0.0.1:{}", hook.port);
+    let breaker = format!("tocsin/{target}");
+    let open = frame(&mut ws, &mut seen, "TOCSIN_BREAKER_OPEN", "alert", &breaker).await?;
+    ensure!(open["rule"] == "tocsin-self", "{open}");
+    let dead = frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_DELIVERY_DEAD",
+        "alert",
+        "tocsin/webhook",
+    )
+    .await?;
+    ensure!(
+        dead["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("channel webhook")),
+        "{dead}"
+    );
+
+    // A broken rule file: refused, then fixed.
+    t.write_rule("broken.toml", "[aggregate\nplugin = ")?;
+    let refused = frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_RELOAD_REFUSED",
+        "alert",
+        "tocsin/broken.toml",
+    )
+    .await?;
+    ensure!(
+        refused["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("broken.toml")),
+        "{refused}"
+    );
+    t.write_rule(
+        "broken.toml",
+        "[match]\ncodes = [\"NEVER\"]\n[aggregate]\nplugin = \"threshold\"\nconfig = { threshold = 1, window = \"1m\" }\n",
+    )?;
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_RELOAD_REFUSED",
+        "resolved",
+        "tocsin/broken.toml",
+    )
+    .await?;
+
+    // The receiver recovers; the dead deliveries are replayed: once the
+    // breaker lets a probe through, it closes and they are delivered.
+    hook.answer(200);
+    let replay = t.http.post(t.url("/v1/deliveries/replay")).send().await?;
+    ensure!(replay.status().is_success(), "replay: {}", replay.status());
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_DELIVERY_DEAD",
+        "resolved",
+        "tocsin/webhook",
+    )
+    .await?;
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_BREAKER_OPEN",
+        "resolved",
+        &breaker,
+    )
+    .await?;
+    let alerts = seen
+        .iter()
+        .filter(|f| code(f) == "TOCSIN_BREAKER_OPEN" && f["type"] == "alert")
+        .count();
+    ensure!(alerts == 1, "one breaker alert, not {alerts}: {seen:?}");
+    Ok(())
+}
+
+async fn amqp_control(t: &Tocsin, what: &str) -> Result<Value> {
+    let r = t
+        .http
+        .post(t.url(&format!("/v1/amqp/{what}")))
+        .send()
+        .await?;
+    ensure!(r.status().is_success(), "{what}: {}", r.status());
+    Ok(r.json().await?)
+}
+
+#[tokio::test]
+async fn a_paused_consumer_backlog_alerts_once_in_five_minutes_and_resolves() -> Result<()> {
+    let rabbit = Rabbit::new("watch").await?;
+    let mut env = rabbit.env();
+    env.extend(
+        [
+            ("TOCSIN_AMQP_PREFETCH", "10"),
+            ("TOCSIN_WATCH_AMQP_QUEUE_DEPTH", "50"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let t = Tocsin::start(setup(vec![], env)?).await?;
+    wait_for("the consumer", WAIT, || async {
+        Ok(t.get_json("/readyz").await?["amqp"]["connected"] == true)
+    })
+    .await?;
+    let mut ws = t.ws("").await?;
+    let mut seen = Vec::new();
+    let fired = || {
+        t.metric(
+            "tocsin_self_events_total",
+            &[("code", "TOCSIN_AMQP_BACKLOG"), ("kind", "fired")],
+        )
+    };
+
+    for round in 0..2 {
+        let paused = amqp_control(&t, "pause").await?;
+        ensure!(paused["paused"] == true, "{paused}");
+        for i in 0..200 {
+            rabbit
+                .publish_event(&json!({"errorCode": "QUEUED", "severity": "low", "serviceName": "producer", "message": format!("{round}/{i}")}))
+                .await?;
+        }
+        if round == 0 {
+            let a = frame(&mut ws, &mut seen, "TOCSIN_AMQP_BACKLOG", "alert", "tocsin").await?;
+            ensure!(
+                a["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("wait in RabbitMQ queue")),
+                "{a}"
+            );
+        } else {
+            // The same condition again within 5 minutes: an event, no alert.
+            wait_for("the second backlog event", WAIT, || async {
+                Ok(fired().await? >= 2.0)
+            })
+            .await?;
+        }
+        amqp_control(&t, "resume").await?;
+        wait_for("the queue drained", WAIT, || async {
+            Ok(rabbit.ready(&rabbit.queue).await? == 0)
+        })
+        .await?;
+        if round == 0 {
+            frame(
+                &mut ws,
+                &mut seen,
+                "TOCSIN_AMQP_BACKLOG",
+                "resolved",
+                "tocsin",
+            )
+            .await?;
+        }
+    }
+    // The second resolution ends no alert (none fired): dropped.
+    wait_for("the second resolution, dropped", WAIT, || async {
+        Ok(t.metric(
+            "tocsin_resolutions_dropped_total",
+            &[("rule", "tocsin-self")],
+        )
+        .await?
+            >= 1.0)
+    })
+    .await?;
+    while let Ok(f) = ws.next(Duration::from_millis(500)).await {
+        seen.push(f);
+    }
+    let alerts = seen
+        .iter()
+        .filter(|f| code(f) == "TOCSIN_AMQP_BACKLOG" && f["type"] == "alert")
+        .count();
+    ensure!(
+        alerts == 1,
+        "one backlog alert in 5 minutes, not {alerts}: {seen:?}"
+    );
+    ensure!(fired().await? == 2.0, "two backlog events");
+    rabbit.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_paused_degrades_the_state_and_recovers() -> Result<()> {
+    let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
+    let env = vec![
+        (
+            "TOCSIN_REDIS_URL".to_string(),
+            "redis://127.0.0.1:6379".to_string(),
+        ),
+        ("TOCSIN_REDIS_PREFIX".to_string(), prefix),
+        (
+            "TOCSIN_REDIS_OUTAGE_AFTER_MS".to_string(),
+            "1000".to_string(),
+        ),
+    ];
+    let t = Tocsin::start(setup(vec![], env)?).await?;
+    let mut ws = t.ws("").await?;
+    let mut seen = Vec::new();
+    let paused = Command::new("redis-cli")
+        .args(["-p", "6379", "CLIENT", "PAUSE", "6000", "ALL"])
+        .output()?;
+    ensure!(
+        paused.status.success(),
+        "redis-cli CLIENT PAUSE: {}",
+        String::from_utf8_lossy(&paused.stderr)
+    );
+    // Traffic meets the pause: the state degrades.
+    t.send("BUSY", "app", 1, "during the pause").await?;
+    let a = frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_STATE_DEGRADED",
+        "alert",
+        "tocsin",
+    )
+    .await?;
+    ensure!(a["severity"] == "critical", "{a}");
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_STATE_DEGRADED",
+        "resolved",
+        "tocsin",
+    )
+    .await?;
+    Ok(())
+}
