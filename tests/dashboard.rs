@@ -59,22 +59,7 @@ fn node_modules() -> std::path::PathBuf {
 async fn the_admin_page_shows_the_feed_and_acts_in_a_real_browser() -> Result<()> {
     // Refuses the first delivery (dead at once: one attempt), takes the replay.
     let hook = WebhookReceiver::start(&[500], 200).await?;
-    let hooks = format!(
-        r#"
-[match]
-codes = ["HOOK_FAIL"]
-[aggregate]
-plugin = "threshold"
-config = {{ threshold = 1, window = "1h" }}
-[[channels]]
-plugin = "webhook"
-config = {{ url = "{}" }}
-grants = {{ http = ["127.0.0.1:{}"] }}
-retry = {{ attempts = 1 }}
-"#,
-        hook.url(),
-        hook.port
-    );
+    let hooks = hook.rule("HOOK_FAIL", 1);
     let t = Tocsin::start(Setup {
         plugins: vec!["threshold", "websocket", "webhook"],
         default_rules: false,

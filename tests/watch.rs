@@ -83,22 +83,7 @@ async fn frame(
 #[tokio::test]
 async fn a_refusing_webhook_and_a_broken_rule_alert_and_resolve() -> Result<()> {
     let hook = WebhookReceiver::start(&[], 500).await?;
-    let hooks = format!(
-        r#"
-[match]
-codes = ["HOOK"]
-[aggregate]
-plugin = "threshold"
-config = {{ threshold = 1, window = "1h" }}
-[[channels]]
-plugin = "webhook"
-config = {{ url = "{}" }}
-grants = {{ http = ["127.0.0.1:{}"] }}
-retry = {{ attempts = 1 }}
-"#,
-        hook.url(),
-        hook.port
-    );
+    let hooks = hook.rule("HOOK", 1);
     let t = Tocsin::start(setup(vec![("hooks.toml".into(), hooks)], vec![])?).await?;
     let mut ws = t.ws("").await?;
     let mut seen = Vec::new();

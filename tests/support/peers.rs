@@ -223,6 +223,27 @@ impl WebhookReceiver {
         }
     }
 
+    /// A rule sending every alert of `code` (threshold 1) to this
+    /// receiver through the `webhook` plugin, tried `attempts` times.
+    pub fn rule(&self, code: &str, attempts: u32) -> String {
+        format!(
+            r#"
+[match]
+codes = ["{code}"]
+[aggregate]
+plugin = "threshold"
+config = {{ threshold = 1, window = "1h" }}
+[[channels]]
+plugin = "webhook"
+config = {{ url = "{}" }}
+grants = {{ http = ["127.0.0.1:{}"] }}
+retry = {{ attempts = {attempts} }}
+"#,
+            self.url(),
+            self.port
+        )
+    }
+
     /// From now on answer every request with `status`.
     pub fn answer(&self, status: u16) {
         let mut s = match self.state.lock() {
