@@ -389,7 +389,7 @@ async fn dead_letters_can_be_replayed() -> anyhow::Result<()> {
     let list = std::process::Command::new(tocsin_tests::binary()?)
         .args(["dlq", "list", "--url", &t.base])
         .output()?;
-    assert!(String::from_utf8_lossy(&list.stdout).contains("no dead letters"));
+    assert!(String::from_utf8_lossy(&list.stdout).contains("no dead deliveries"));
     Ok(())
 }
 

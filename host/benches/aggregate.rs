@@ -88,6 +88,7 @@ fn events() -> Vec<ErrorEvent> {
                 .into(),
                 dedup: false,
                 resolved: false,
+                only_rules: None,
             };
             ErrorEvent::from(&e)
         })

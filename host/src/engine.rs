@@ -31,6 +31,8 @@ pub struct Engine {
     pub traces: Traces,
     /// The RabbitMQ consumer's state, when `[amqp] url` is set.
     pub amqp: Option<Arc<crate::source::amqp::AmqpStatus>>,
+    /// Its dead letters (`tocsin dlq`), when `[amqp] url` is set.
+    pub dead_letters: Option<Arc<crate::source::amqp::dlq::DeadLetters>>,
     pub state: StateStore,
     pub runtime: Runtime,
     /// Silences, read by the pipeline, changed through the API.
@@ -211,6 +213,19 @@ impl Engine {
                 pipeline.clone(),
             ))
         };
+        let dead_letters = amqp.as_ref().map(|status| {
+            let dead = crate::source::amqp::dlq::DeadLetters::new(config.amqp.clone());
+            if config.amqp.recovery {
+                crate::source::amqp::recovery::spawn(
+                    dead.clone(),
+                    (&config.amqp).into(),
+                    generation.clone(),
+                    status.clone(),
+                    pipeline.clone(),
+                );
+            }
+            dead
+        });
         crate::watch::start(
             crate::watch::probes::Probes::new(
                 config.watch.clone(),
@@ -227,6 +242,7 @@ impl Engine {
             stats,
             traces,
             amqp,
+            dead_letters,
             deliverer: deliverer_handle,
             config: Arc::new(config),
             catalog,

@@ -43,6 +43,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/stats", get(stats::get))
         .route("/v1/amqp/pause", post(amqp::pause))
         .route("/v1/amqp/resume", post(amqp::resume))
+        .route("/v1/amqp/dead", get(amqp::list_dead))
+        .route("/v1/amqp/dead/replay", post(amqp::replay_dead))
         .route(
             "/v1/alerts/{fingerprint}/ack",
             post(alerts::ack).delete(alerts::unack),

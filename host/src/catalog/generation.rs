@@ -70,6 +70,16 @@ pub struct ActiveRule {
 }
 
 impl ActiveRule {
+    /// True when this rule takes `event`: its matcher says so, and the
+    /// event is not meant for other rules only ([`Event::only_rules`]).
+    pub fn takes(&self, event: &crate::event::Event) -> bool {
+        self.matcher.matches(event)
+            && event
+                .only_rules
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| **n == *self.name))
+    }
+
     /// This version of the rule: its content and its plugins' hashes
     /// (another version of either is another rule to the isolation,
     /// [`crate::pipeline::isolate`]).

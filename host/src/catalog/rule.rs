@@ -326,6 +326,7 @@ mod tests {
             metadata: [("region".to_string(), "eu-west".to_string())].into(),
             dedup: false,
             resolved: false,
+            only_rules: None,
         }
     }
 

@@ -202,6 +202,13 @@ pub struct AmqpConfig {
     pub retry_delay_ms: u64,
     /// Extra trusted roots for `amqps://` ([`TrustedRoots`]); empty: none.
     pub ca_file: String,
+    /// The dead-letter recovery loop ([`crate::source::amqp::recovery`]).
+    pub recovery: bool,
+    pub recovery_every_secs: u64,
+    pub recovery_max_age_secs: u64,
+    pub recovery_per_sec: u32,
+    pub recovery_max_replays: u32,
+    pub recovery_quiet_secs: u64,
 }
 
 impl Default for AmqpConfig {
@@ -215,6 +222,12 @@ impl Default for AmqpConfig {
             max_retries: 3,
             retry_delay_ms: 1000,
             ca_file: String::new(),
+            recovery: true,
+            recovery_every_secs: 30,
+            recovery_max_age_secs: 86_400,
+            recovery_per_sec: 50,
+            recovery_max_replays: 3,
+            recovery_quiet_secs: 300,
         }
     }
 }
@@ -229,7 +242,8 @@ impl std::fmt::Debug for AmqpConfig {
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
             .field("ca_file", &self.ca_file)
-            .finish()
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
     }
 }
 

@@ -84,6 +84,12 @@ pub struct Event {
     /// resolution instead of counting it (see [`crate::pipeline::resolve`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resolved: bool,
+    /// Only these rules take the event (every rule when `None`): a
+    /// dead-lettered event replayed goes to the rules that failed on it,
+    /// since the others counted it already and may have forgotten its id
+    /// by now ([`crate::source::amqp_dlq`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_rules: Option<Vec<String>>,
 }
 
 /// One reason an input item was refused: which item, which field, why.
@@ -173,6 +179,7 @@ impl Event {
             metadata: BTreeMap::new(),
             dedup: false,
             resolved: false,
+            only_rules: None,
         }
     }
 }

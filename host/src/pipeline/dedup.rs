@@ -27,7 +27,7 @@ pub async fn prefetch(state: &StateView, rules: &[Arc<ActiveRule>], events: &[Ev
         .flat_map(|r| {
             events
                 .iter()
-                .filter(|e| e.dedup && r.matcher.matches(e))
+                .filter(|e| e.dedup && r.takes(e))
                 .map(|e| seen_key(&r.name, &e.event_id))
         })
         .collect();

@@ -159,7 +159,7 @@ pub enum Handed {
     /// Its outcome, once the lane is done with it.
     Taken(oneshot::Receiver<JobOutcome>),
     /// The lane is full: these events failed for the isolated rules.
-    Refused(HashMap<String, String>),
+    Refused(super::Failures),
 }
 
 impl Lane {
@@ -222,7 +222,7 @@ impl Lane {
             .collect();
         let mine: Vec<Event> = events
             .iter()
-            .filter(|e| takers.iter().any(|r| r.matcher.matches(e)))
+            .filter(|e| takers.iter().any(|r| r.takes(e)))
             .cloned()
             .collect();
         if mine.is_empty() {
@@ -248,23 +248,24 @@ impl Lane {
                     "rules {} run isolated (a plugin ran past its deadline) and their lane is full; send again",
                     rules.join(", ")
                 );
-                Some(Handed::Refused(
-                    ids.into_iter().map(|id| (id, error.clone())).collect(),
-                ))
+                let mut failed = super::Failures::new();
+                for (id, r) in ids
+                    .iter()
+                    .flat_map(|id| takers.iter().map(move |r| (id, r)))
+                {
+                    super::job::record(&mut failed, id, &r.name, &r.version(), &error);
+                }
+                Some(Handed::Refused(failed))
             }
         }
     }
 }
 
 /// Adds the isolated part's outcome to the batch's `failed` and `durable`.
-pub async fn merge(
-    handed: Handed,
-    failed: &mut HashMap<String, String>,
-    durable: &mut Result<(), String>,
-) {
+pub async fn merge(handed: Handed, failed: &mut super::Failures, durable: &mut Result<(), String>) {
     let outcome = match handed {
         Handed::Refused(refused) => {
-            failed.extend(refused);
+            super::job::merge(failed, refused);
             return;
         }
         Handed::Taken(rx) => match rx.await {
@@ -275,7 +276,7 @@ pub async fn merge(
             }
         },
     };
-    failed.extend(outcome.failed);
+    super::job::merge(failed, outcome.failed);
     if let (Ok(()), Err(e)) = (&*durable, outcome.durable) {
         *durable = Err(e);
     }

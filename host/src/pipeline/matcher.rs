@@ -29,7 +29,7 @@ pub struct Matched {
 pub fn rules_for(g: &Generation, events: &[Event]) -> Vec<Arc<ActiveRule>> {
     g.rules
         .iter()
-        .filter(|r| r.enabled && events.iter().any(|e| r.matcher.matches(e)))
+        .filter(|r| r.enabled && events.iter().any(|e| r.takes(e)))
         .cloned()
         .collect()
 }
@@ -51,7 +51,7 @@ pub async fn match_batch(
             marked: Vec::new(),
             duplicates: Vec::new(),
         };
-        for e in events.iter().filter(|e| rule.matcher.matches(e)) {
+        for e in events.iter().filter(|e| rule.takes(e)) {
             if !super::dedup::first(state, rule, e, dedup_ttl_ms).await {
                 matched.duplicates.push(e.event_id.clone());
                 continue;

@@ -68,7 +68,7 @@ pub mod silence;
 pub mod timers;
 pub mod trail;
 
-pub use job::{Job, JobOutcome};
+pub use job::{Failure, Failures, Job, JobOutcome};
 pub use queue::{start, PipelineConfig, PipelineHandle, SubmitError, MAX_BATCH};
 
 use std::collections::HashMap;
@@ -109,8 +109,8 @@ pub enum Lane<'a> {
 
 /// What one batch did.
 pub struct BatchResult {
-    /// Failed events by id, with the error.
-    pub failed: HashMap<String, String>,
+    /// Failed events by id, with the rules and the error.
+    pub failed: Failures,
     /// Durability of what the batch caused.
     pub durable: Result<(), String>,
     /// The commit point, when it is still to come (see [`commit::run`]):
@@ -229,7 +229,7 @@ impl Worker {
         BatchResult {
             failed: events
                 .iter()
-                .map(|e| (e.event_id.clone(), error.clone()))
+                .map(|e| (e.event_id.clone(), Failure::everywhere(error.clone())))
                 .collect(),
             durable: Err(error),
             pending: None,
@@ -340,11 +340,10 @@ impl Worker {
                 let error = format!("rule `{}`: {e}", rule.name);
                 let step = Step::now("failed").rule(&rule.name).detail(error.clone());
                 batch.trail.events(&matched.events, step);
+                let version = rule.version();
                 for ev in &matched.events {
-                    batch
-                        .result
-                        .failed
-                        .insert(ev.event_id.clone(), error.clone());
+                    let failed = &mut batch.result.failed;
+                    job::record(failed, &ev.event_id, &rule.name, &version, &error);
                 }
                 None
             }
@@ -369,7 +368,7 @@ impl Evaluated {
     fn new(events: &[Event]) -> Self {
         Self {
             result: BatchResult {
-                failed: HashMap::new(),
+                failed: Failures::new(),
                 durable: Ok(()),
                 pending: None,
             },

@@ -44,7 +44,11 @@ pub async fn post_events(State(ingest): State<Ingest>, headers: HeaderMap, body:
                 Ok(failed) => {
                     let failed: Vec<_> = ids
                         .iter()
-                        .filter_map(|id| failed.get(id).map(|e| json!({ "id": id, "error": e })))
+                        .filter_map(|id| {
+                            failed
+                                .get(id)
+                                .map(|e| json!({ "id": id, "error": e.error }))
+                        })
                         .collect();
                     (
                         StatusCode::ACCEPTED,

@@ -3,7 +3,6 @@
 //! the ids seen recently, nothing of the rest of the engine. Like Vector's `SourceContext`, it
 //! keeps sources from depending on the engine that depends on them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -77,9 +76,9 @@ impl Ingest {
         &self,
         source: &'static str,
         events: Vec<Event>,
-    ) -> Result<HashMap<String, String>, Response> {
+    ) -> Result<crate::pipeline::Failures, Response> {
         if events.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Default::default());
         }
         let n = errors_among(&events);
         let done = self

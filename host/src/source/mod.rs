@@ -4,14 +4,13 @@
 //!
 //! - [`http`]: the seed's format (`POST /v1/events`).
 //! - [`amqp`]: the RabbitMQ consumer (at least once, dedup on redelivery,
-//!   bounded retries, dead letters, reconnects).
+//!   bounded retries, dead letters, reconnects), its backlog and pausing,
+//!   and its dead letters: listing, replay and the recovery loop.
 //! - [`alertmanager`]: Alertmanager's v2 API (`POST /api/v2/alerts`,
 //!   `GET /api/v2/status`), so Prometheus and `amtool` can send alerts, and
 //!   Alertmanager's webhook payload (`POST /v1/ingest/alertmanager`).
 //! - [`sentry`]: the Sentry ingestion API (`/api/{project}/envelope/` and
 //!   `/api/{project}/store/`), so Sentry SDKs deliver to a tocsin DSN.
-//! - [`amqp_backlog`]: the AMQP queue's depths, the consumer's lag, and
-//!   pausing it.
 //! - [`auth`]: bearer tokens and Sentry DSN keys.
 //! - [`body`]: reading bodies: size limit, gzip/deflate/br, decompression
 //!   bombs.
@@ -32,7 +31,6 @@
 
 pub mod alertmanager;
 pub mod amqp;
-pub mod amqp_backlog;
 pub mod auth;
 pub mod body;
 pub mod http;

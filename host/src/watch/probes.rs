@@ -13,7 +13,7 @@ use crate::deliver::breaker::BreakerState;
 use crate::deliver::Deliverer;
 use crate::event::Severity;
 use crate::pipeline::PipelineHandle;
-use crate::source::amqp_backlog::BacklogCell;
+use crate::source::amqp::backlog::BacklogCell;
 use crate::state::StateStore;
 
 use super::SELF_SERVICE;

@@ -29,24 +29,28 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::tcp::OwnedTLSConfig;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{
-    BasicProperties, Channel, ConnectionProperties, DefaultConnectionBuilder, ExchangeKind,
-};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ConnectionProperties, DefaultConnectionBuilder, ExchangeKind};
 use parking_lot::Mutex;
 use rand::Rng;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::amqp_backlog::BacklogCell;
+pub mod backlog;
+pub mod dead;
+pub mod dlq;
+pub mod recovery;
+mod settle;
+
 use crate::config::{AmqpConfig, TrustedRoots};
 use crate::event::{now_ms, parse_event};
-use crate::pipeline::{JobOutcome, PipelineHandle};
+use crate::pipeline::PipelineHandle;
+use backlog::BacklogCell;
+use settle::{Item, Pending, Settler};
 
 /// Deliveries taken into one pipeline job at most.
 const BATCH: usize = 256;
@@ -59,7 +63,7 @@ pub struct AmqpStatus {
     /// acknowledgements went out.
     stopped: tokio::sync::watch::Sender<bool>,
     /// The queue's depths, the consumer's lag, pausing
-    /// ([`super::amqp_backlog`]).
+    /// ([`backlog`]).
     pub backlog: Arc<BacklogCell>,
 }
 
@@ -244,24 +248,30 @@ async fn declare(ch: &Channel, c: &AmqpConfig) -> Result<(), lapin::Error> {
     Ok(())
 }
 
-/// One connection's life: declare, consume, hand batches to the pipeline.
-async fn session(
-    c: &AmqpConfig,
-    pipeline: &PipelineHandle,
-    status: &AmqpStatus,
-) -> Result<(), String> {
+/// A connection to the broker of `c` (TLS for `amqps://`, trusting
+/// `ca_file` as read now).
+pub(crate) async fn connect(c: &AmqpConfig) -> Result<lapin::Connection, String> {
     let tls = OwnedTLSConfig {
         identity: None,
         cert_chain: TrustedRoots::load("[amqp] ca_file", &c.ca_file)?.map(|roots| roots.pem),
     };
-    let conn = DefaultConnectionBuilder::new()
+    DefaultConnectionBuilder::new()
         .map_err(|e| format!("connecting to {}: {e}", redact(&c.url)))?
         .with_uri_str(c.url.clone())
         .with_properties(ConnectionProperties::default())
         .with_tls_config(tls)
         .connect()
         .await
-        .map_err(|e| format!("connecting to {}: {e}", redact(&c.url)))?;
+        .map_err(|e| format!("connecting to {}: {e}", redact(&c.url)))
+}
+
+/// One connection's life: declare, consume, hand batches to the pipeline.
+async fn session(
+    c: &AmqpConfig,
+    pipeline: &PipelineHandle,
+    status: &AmqpStatus,
+) -> Result<(), String> {
+    let conn = connect(c).await?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     let publisher = conn.create_channel().await.map_err(|e| e.to_string())?;
     publisher
@@ -284,7 +294,7 @@ async fn session(
         .await
         .map_err(|e| format!("consuming {}: {e}", c.queue))?;
     status.set(true, None);
-    let probe = tokio::spawn(super::amqp_backlog::probe(
+    let probe = tokio::spawn(backlog::probe(
         ch.clone(),
         c.queue.clone(),
         format!("{}.dead", c.queue),
@@ -410,162 +420,6 @@ fn decode(
         };
     }
     event.dedup = true;
+    event.only_rules = dead::only_rules(d);
     Ok(event)
-}
-
-enum Item {
-    Event(Delivery, String),
-    Bad(Delivery, String),
-}
-
-struct Pending {
-    items: Vec<Item>,
-    outcome: Option<oneshot::Receiver<JobOutcome>>,
-}
-
-/// Settles deliveries in order, once the pipeline says they are durable.
-struct Settler {
-    ch: Channel,
-    publisher: Channel,
-    dead_exchange: String,
-    queue: String,
-    max_retries: u32,
-}
-
-impl Settler {
-    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
-        while let Some(p) = rx.recv().await {
-            if let Err(e) = self.settle(p).await {
-                tracing::warn!(error = %e, "could not settle deliveries; RabbitMQ will redeliver them");
-            }
-        }
-    }
-
-    async fn settle(&self, p: Pending) -> Result<(), lapin::Error> {
-        let outcome = match p.outcome {
-            Some(rx) => Some(rx.await.unwrap_or(JobOutcome {
-                failed: Default::default(),
-                durable: Err("the pipeline dropped the job".into()),
-            })),
-            None => None,
-        };
-        if let Some(JobOutcome {
-            durable: Err(e), ..
-        }) = &outcome
-        {
-            tracing::error!(error = %e, "batch not durable; requeueing it");
-            for item in &p.items {
-                if let Item::Event(d, _) = item {
-                    self.ch
-                        .basic_nack(
-                            d.delivery_tag,
-                            BasicNackOptions {
-                                multiple: false,
-                                requeue: true,
-                            },
-                        )
-                        .await?;
-                }
-            }
-            return Ok(());
-        }
-        for item in p.items {
-            match item {
-                Item::Bad(d, reason) => {
-                    metrics::counter!("tocsin_events_rejected_total", "source" => "amqp")
-                        .increment(1);
-                    tracing::warn!(reason = %reason, routing_key = %d.routing_key, "malformed message dead-lettered");
-                    self.dead_letter(&d, "malformed", &reason).await?;
-                }
-                Item::Event(d, id) => {
-                    let failed = outcome.as_ref().and_then(|o| o.failed.get(&id));
-                    match failed {
-                        None => {
-                            self.ch
-                                .basic_ack(d.delivery_tag, BasicAckOptions::default())
-                                .await?;
-                        }
-                        Some(error) => {
-                            let rounds = rejections(&d, &self.queue);
-                            if rounds < u64::from(self.max_retries) {
-                                metrics::counter!("tocsin_amqp_retries_total").increment(1);
-                                self.ch
-                                    .basic_reject(
-                                        d.delivery_tag,
-                                        BasicRejectOptions { requeue: false },
-                                    )
-                                    .await?;
-                            } else {
-                                metrics::counter!("tocsin_amqp_dead_lettered_total").increment(1);
-                                self.dead_letter(&d, "processing-failed", error).await?;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Publishes `d` to the dead-letter exchange (confirmed), then acks it.
-    async fn dead_letter(
-        &self,
-        d: &Delivery,
-        reason: &str,
-        error: &str,
-    ) -> Result<(), lapin::Error> {
-        let mut headers = d.properties.headers().clone().unwrap_or_default();
-        headers.insert("x-tocsin-reason".into(), text_arg(reason));
-        headers.insert("x-tocsin-error".into(), text_arg(error));
-        headers.insert(
-            "x-tocsin-routing-key".into(),
-            text_arg(d.routing_key.as_str()),
-        );
-        let props: BasicProperties = d
-            .properties
-            .clone()
-            .with_headers(headers)
-            .with_delivery_mode(2);
-        let exchange: ShortString = self.dead_exchange.as_str().into();
-        self.publisher
-            .basic_publish(
-                exchange,
-                d.routing_key.clone(),
-                BasicPublishOptions::default(),
-                &d.data,
-                props,
-            )
-            .await?
-            .await?;
-        self.ch
-            .basic_ack(d.delivery_tag, BasicAckOptions::default())
-            .await
-    }
-}
-
-/// How many times `queue` rejected this message, from `x-death`.
-fn rejections(d: &Delivery, queue: &str) -> u64 {
-    let Some(headers) = d.properties.headers() else {
-        return 0;
-    };
-    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
-        return 0;
-    };
-    deaths
-        .as_slice()
-        .iter()
-        .filter_map(|v| match v {
-            AMQPValue::FieldTable(t) => Some(t),
-            _ => None,
-        })
-        .filter(|t| {
-            matches!(t.inner().get("queue"), Some(AMQPValue::LongString(q)) if q.to_string() == queue)
-                && matches!(t.inner().get("reason"), Some(AMQPValue::LongString(r)) if r.to_string() == "rejected")
-        })
-        .map(|t| match t.inner().get("count") {
-            Some(AMQPValue::LongLongInt(n)) => *n as u64,
-            Some(AMQPValue::LongInt(n)) => *n as u64,
-            _ => 1,
-        })
-        .sum()
 }
