@@ -4,14 +4,17 @@
 //! consumer is paused, and Redis paused (`CLIENT PAUSE`). Each raises a
 //! self alert through the shipped rule (`rules/tocsin-self.toml`) seen on
 //! the WebSocket, and, once the condition clears, its resolution; the
-//! same backlog twice within 5 minutes alerts once.
+//! same backlog twice within 5 minutes alerts once. And an SMTP server
+//! that refuses connections, a plugin that keeps trapping and the dead
+//! letters it leaves in RabbitMQ, all cleared by fixing the rule and
+//! replaying (`tests/amqp_dlq.rs` covers the replay itself).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 use serde_json::{json, Value};
-use tocsin_tests::peers::WebhookReceiver;
+use tocsin_tests::peers::{SmtpSink, WebhookReceiver};
 use tocsin_tests::rabbit::Rabbit;
 use tocsin_tests::{root, wait_for, Setup, Tocsin, Ws};
 
@@ -23,6 +26,14 @@ fn self_rule() -> Result<(String, String)> {
 }
 
 fn setup(rules: Vec<(String, String)>, env: Vec<(String, String)>) -> Result<Setup> {
+    setup_with(rules, env, &[])
+}
+
+fn setup_with(
+    rules: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    more_plugins: &[&'static str],
+) -> Result<Setup> {
     let mut all = vec![self_rule()?];
     all.extend(rules);
     let mut vars: Vec<(String, String)> = [
@@ -34,14 +45,16 @@ fn setup(rules: Vec<(String, String)>, env: Vec<(String, String)>) -> Result<Set
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     vars.extend(env);
+    let mut plugins = vec![
+        "threshold",
+        "severity-router",
+        "websocket",
+        "email",
+        "webhook",
+    ];
+    plugins.extend_from_slice(more_plugins);
     Ok(Setup {
-        plugins: vec![
-            "threshold",
-            "severity-router",
-            "websocket",
-            "email",
-            "webhook",
-        ],
+        plugins,
         default_rules: false,
         rules: all,
         env: vars,
@@ -315,5 +328,153 @@ async fn redis_paused_degrades_the_state_and_recovers() -> Result<()> {
         "tocsin",
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refusing_smtp_server_and_a_trapping_plugin_alert_once_and_resolve() -> Result<()> {
+    let rabbit = Rabbit::new("watchdlq").await?;
+    let port = tocsin_tests::free_port()?;
+    let mut smtp = SmtpSink::stopped(port)?;
+    let mut env = rabbit.env();
+    env.extend(
+        [
+            ("TOCSIN_AMQP_MAX_RETRIES", "0"),
+            ("TOCSIN_AMQP_RECOVERY", "false"),
+            ("TOCSIN_WATCH_PLUGIN_ERRORS", "1"),
+            ("TOCSIN_DELIVERY_ATTEMPTS", "1"),
+            ("TOCSIN_SMTP_HOST", "127.0.0.1"),
+            ("TOCSIN_SMTP_FROM", "tocsin@example.com"),
+            ("TOCSIN_SMTP_TO", "ops@example.com"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env.push(("TOCSIN_SMTP_PORT".into(), port.to_string()));
+    let panics = |aggregate: &str| {
+        format!("[match]\ncodes = [\"PANIC_TEST\"]\n[aggregate]\n{aggregate}\n[[channels]]\nplugin = \"websocket\"\n")
+    };
+    let fixed = "plugin = \"threshold\"\nconfig = { threshold = 1, window = \"1h\" }";
+    let mail = "[match]\ncodes = [\"MAIL_TEST\"]\n[aggregate]\nplugin = \"threshold\"\nconfig = { threshold = 1, window = \"1h\" }\n[[channels]]\nplugin = \"email\"\ngrants = { email = [\"default\"] }\n";
+    let rules = vec![
+        ("panics.toml".to_string(), panics("plugin = \"panic\"")),
+        ("mail.toml".to_string(), mail.to_string()),
+    ];
+    let t = Tocsin::start(setup_with(rules, env, &["panic"])?).await?;
+    wait_for("the consumer", WAIT, || async {
+        Ok(t.get_json("/readyz").await?["amqp"]["connected"] == true)
+    })
+    .await?;
+    let mut ws = t.ws("").await?;
+    let mut seen = Vec::new();
+
+    // A plugin that traps: its event is dead-lettered in RabbitMQ.
+    rabbit
+        .publish_event(&json!({"errorCode": "PANIC_TEST", "severity": "high", "serviceName": "svc", "message": "panic now", "eventId": "p-1"}))
+        .await?;
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_PLUGIN_FAILING",
+        "alert",
+        "tocsin/panics",
+    )
+    .await?;
+    let dead = frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_AMQP_DEAD_LETTERS",
+        "alert",
+        "tocsin",
+    )
+    .await?;
+    ensure!(
+        dead["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("tocsin dlq")),
+        "{dead}"
+    );
+
+    // An email to a server that refuses: dead after its one attempt. The
+    // self alert's own email dies too, and raises nothing more.
+    t.send("MAIL_TEST", "billing", 1, "mail me").await?;
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_DELIVERY_DEAD",
+        "alert",
+        "tocsin/email",
+    )
+    .await?;
+    wait_for("the self alert's email dead as well", WAIT, || async {
+        let v = t.get_json("/v1/deliveries?status=dead").await?;
+        Ok(v["deliveries"].as_array().map_or(0, Vec::len) >= 2)
+    })
+    .await?;
+
+    // Fixed: the SMTP server is up, the rule works, both are replayed.
+    smtp.run().await?;
+    t.write_rule("panics.toml", &panics(fixed))?;
+    wait_for("the fixed rule loaded", WAIT, || async {
+        Ok(t.rule_status("panics").await?["aggregate"] == "threshold")
+    })
+    .await?;
+    let replayed = t
+        .http
+        .post(t.url("/v1/amqp/dead/replay"))
+        .json(&json!({"all": true}))
+        .send()
+        .await?;
+    ensure!(
+        replayed.status().is_success(),
+        "amqp replay: {}",
+        replayed.status()
+    );
+    let replayed = t.http.post(t.url("/v1/deliveries/replay")).send().await?;
+    ensure!(
+        replayed.status().is_success(),
+        "replay: {}",
+        replayed.status()
+    );
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_DELIVERY_DEAD",
+        "resolved",
+        "tocsin/email",
+    )
+    .await?;
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_AMQP_DEAD_LETTERS",
+        "resolved",
+        "tocsin",
+    )
+    .await?;
+    // A minute without errors clears the failing plugin.
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_PLUGIN_FAILING",
+        "resolved",
+        "tocsin/panics",
+    )
+    .await?;
+    let dead_alerts = seen
+        .iter()
+        .filter(|f| code(f) == "TOCSIN_DELIVERY_DEAD" && f["type"] == "alert")
+        .count();
+    ensure!(
+        dead_alerts == 1,
+        "one dead-delivery alert, not {dead_alerts}: {seen:?}"
+    );
+    wait_for("the email delivered after the replay", WAIT, || async {
+        Ok(smtp
+            .messages()?
+            .iter()
+            .any(|m| m["text"].as_str().is_some_and(|s| s.contains("mail me"))))
+    })
+    .await?;
+    rabbit.cleanup().await;
     Ok(())
 }
