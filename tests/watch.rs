@@ -20,6 +20,9 @@ use tocsin_tests::{root, wait_for, Setup, Tocsin, Ws};
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// The tests that pause the shared Redis take turns.
+static REDIS_PAUSE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn self_rule() -> Result<(String, String)> {
     let text = std::fs::read_to_string(root().join("rules/tocsin-self.toml"))?;
     Ok(("tocsin-self.toml".into(), text))
@@ -286,6 +289,7 @@ async fn a_paused_consumer_backlog_alerts_once_in_five_minutes_and_resolves() ->
 
 #[tokio::test]
 async fn redis_paused_degrades_the_state_and_recovers() -> Result<()> {
+    let _turn = REDIS_PAUSE.lock().await;
     let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
     let env = vec![
         (
@@ -476,5 +480,57 @@ async fn a_refusing_smtp_server_and_a_trapping_plugin_alert_once_and_resolve() -
     })
     .await?;
     rabbit.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_answering_slowly_makes_processing_slow_and_it_clears() -> Result<()> {
+    let _turn = REDIS_PAUSE.lock().await;
+    let prefix = format!("t-{}:", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("TOCSIN_REDIS_PREFIX", prefix.as_str()),
+        // Slow, not an outage: tocsin waits for Redis.
+        ("TOCSIN_REDIS_OUTAGE_AFTER_MS", "30000"),
+        ("TOCSIN_WATCH_P95_MS", "500"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    let t = Tocsin::start(setup(vec![], env)?).await?;
+    let mut ws = t.ws("").await?;
+    let mut seen = Vec::new();
+    let paused = Command::new("redis-cli")
+        .args(["-p", "6379", "CLIENT", "PAUSE", "2500", "WRITE"])
+        .output()?;
+    ensure!(paused.status.success(), "redis-cli CLIENT PAUSE failed");
+    // Thirty events meet the pause: each waits for its commit.
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"errorCode": "SLOW", "severity": "low", "serviceName": format!("s{i}"), "message": "x"}))
+        .collect();
+    let (status, body) = t.post_events(&Value::Array(events)).await?;
+    ensure!(status == 202, "{status} {body}");
+    let slow = frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_PROCESSING_SLOW",
+        "alert",
+        "tocsin",
+    )
+    .await?;
+    ensure!(
+        slow["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("target 500 ms")),
+        "{slow}"
+    );
+    // Within a minute the slow events leave the window.
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_PROCESSING_SLOW",
+        "resolved",
+        "tocsin",
+    )
+    .await?;
     Ok(())
 }

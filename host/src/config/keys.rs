@@ -459,6 +459,13 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "watch",
+        key: "p95_ms",
+        kind: Kind::Int,
+        default: "5000",
+        doc: "target for the 95th percentile of acceptance → durable over the last 30-60 s (TOCSIN_PROCESSING_SLOW past it, with 20 events at least)",
+    },
+    Key {
+        section: "watch",
         key: "plugin_errors",
         kind: Kind::Int,
         default: "10",

@@ -22,6 +22,9 @@ pub struct WatchConfig {
     /// Plugin errors of one rule within a minute that count as failing
     /// repeatedly.
     pub plugin_errors: u64,
+    /// The target for the 95th percentile of the time from acceptance to
+    /// durable over the last 30 to 60 s, in ms.
+    pub p95_ms: u64,
     /// Most `self` events sent per minute; the rest are dropped (counted
     /// in `tocsin_self_events_dropped_total`).
     pub events_per_minute: u32,
@@ -36,6 +39,7 @@ impl Default for WatchConfig {
             amqp_lag_secs: 300,
             queue_depth: 1000,
             plugin_errors: 10,
+            p95_ms: 5000,
             events_per_minute: 30,
         }
     }

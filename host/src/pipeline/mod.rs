@@ -57,6 +57,7 @@ pub mod group;
 pub mod inhibit;
 pub mod isolate;
 pub mod job;
+pub mod latency;
 pub mod matcher;
 pub mod notify;
 pub mod observe;

@@ -207,6 +207,9 @@ impl Worker {
         let lane = super::Lane::Shared { skip: &skip };
         let mut result = self.process(g, &events, tracked, lane).await;
         let report = move |result: super::BatchResult| {
+            if result.durable.is_ok() {
+                super::latency::record(crate::event::now_ms(), &events);
+            }
             if let Err(e) = &result.durable {
                 metrics::counter!("tocsin_outbox_errors_total").increment(1);
                 tracing::error!(error = %e, events = events.len(), "could not make a batch's effects durable");

@@ -58,6 +58,10 @@ impl Condition {
 /// The window over which plugin errors are counted.
 const ERROR_WINDOW: Duration = Duration::from_secs(60);
 
+/// Events the latency percentile must be over before it can alert (a
+/// handful of slow ones in a quiet minute is not a trend).
+const MIN_LATENCY_SAMPLES: u64 = 20;
+
 /// The parts of the engine the watch reads, and nothing else.
 pub struct Probes {
     pub config: WatchConfig,
@@ -108,6 +112,7 @@ impl Probes {
             ));
         }
         self.plugins(&mut out);
+        self.latency(&mut out);
         self.files(&mut out).await;
         out
     }
@@ -163,6 +168,25 @@ impl Probes {
                 format!(
                     "{waiting} jobs wait in the pipeline's queue (over {})",
                     c.queue_depth
+                ),
+            ));
+        }
+    }
+
+    /// The time from acceptance to durable, against its target.
+    fn latency(&self, out: &mut Vec<Condition>) {
+        let Some((p95, n)) = crate::pipeline::latency::p95() else {
+            return;
+        };
+        metrics::gauge!("tocsin_event_processing_p95_seconds").set(p95 as f64 / 1000.0);
+        if n >= MIN_LATENCY_SAMPLES && p95 > self.config.p95_ms {
+            out.push(Condition::new(
+                "TOCSIN_PROCESSING_SLOW",
+                None,
+                Severity::Medium,
+                format!(
+                    "95 % of the last {n} events took up to {p95} ms from acceptance to durable (target {} ms)",
+                    self.config.p95_ms
                 ),
             ));
         }
