@@ -1,7 +1,7 @@
 //! tocsin watching itself, against real conditions: a webhook that
 //! refuses (its circuit breaker opens, its deliveries die), a rule file
 //! refused on reload, a RabbitMQ backlog built by a publisher while the
-//! consumer is paused, and Redis paused (`CLIENT PAUSE`). Each raises a
+//! consumer is paused (a backlog, and a lagging consumer), and Redis paused (`CLIENT PAUSE`). Each raises a
 //! self alert through the shipped rule (`rules/tocsin-self.toml`) seen on
 //! the WebSocket, and, once the condition clears, its resolution; the
 //! same backlog twice within 5 minutes alerts once. And an SMTP server
@@ -205,6 +205,7 @@ async fn a_paused_consumer_backlog_alerts_once_in_five_minutes_and_resolves() ->
         [
             ("TOCSIN_AMQP_PREFETCH", "10"),
             ("TOCSIN_WATCH_AMQP_QUEUE_DEPTH", "50"),
+            ("TOCSIN_WATCH_AMQP_LAG_SECS", "1"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
@@ -238,6 +239,9 @@ async fn a_paused_consumer_backlog_alerts_once_in_five_minutes_and_resolves() ->
                     .is_some_and(|s| s.contains("wait in RabbitMQ queue")),
                 "{a}"
             );
+            // Nothing consumed while messages wait: the consumer lags.
+            let lag = frame(&mut ws, &mut seen, "TOCSIN_AMQP_LAG", "alert", "tocsin").await?;
+            ensure!(lag["severity"] == "critical", "{lag}");
         } else {
             // The same condition again within 5 minutes: an event, no alert.
             wait_for("the second backlog event", WAIT, || async {
@@ -259,6 +263,7 @@ async fn a_paused_consumer_backlog_alerts_once_in_five_minutes_and_resolves() ->
                 "tocsin",
             )
             .await?;
+            frame(&mut ws, &mut seen, "TOCSIN_AMQP_LAG", "resolved", "tocsin").await?;
         }
     }
     // The second resolution ends no alert (none fired): dropped.
