@@ -1,13 +1,14 @@
 //! tocsin watching itself, against real conditions: a webhook that
 //! refuses (its circuit breaker opens, its deliveries die), a rule file
 //! refused on reload, a RabbitMQ backlog built by a publisher while the
-//! consumer is paused (a backlog, and a lagging consumer), and Redis paused (`CLIENT PAUSE`). Each raises a
-//! self alert through the shipped rule (`rules/tocsin-self.toml`) seen on
-//! the WebSocket, and, once the condition clears, its resolution; the
-//! same backlog twice within 5 minutes alerts once. And an SMTP server
-//! that refuses connections, a plugin that keeps trapping and the dead
-//! letters it leaves in RabbitMQ, all cleared by fixing the rule and
-//! replaying (`tests/amqp_dlq.rs` covers the replay itself).
+//! consumer is paused (a backlog, and a lagging consumer), Redis paused
+//! (`CLIENT PAUSE`: degraded state, slow processing), an SMTP server that
+//! refuses connections, and a plugin that keeps trapping with the dead
+//! letters it leaves in RabbitMQ. Each raises a self alert through the
+//! shipped rule (`rules/tocsin-self.toml`) seen on the WebSocket, and,
+//! once the condition clears (fixed, replayed), its resolution; the same
+//! backlog twice within 5 minutes alerts once. `tests/amqp_dlq.rs` covers
+//! the dead-letter replay itself.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
