@@ -3,7 +3,8 @@
 //! refused on reload, a RabbitMQ backlog built by a publisher while the
 //! consumer is paused (a backlog, and a lagging consumer), Redis paused
 //! (`CLIENT PAUSE`: degraded state, slow processing), an SMTP server that
-//! refuses connections, and a plugin that keeps trapping with the dead
+//! refuses connections, a plugin holding the worker (the pipeline's queue
+//! backs up), and a plugin that keeps trapping with the dead
 //! letters it leaves in RabbitMQ. Each raises a self alert through the
 //! shipped rule (`rules/tocsin-self.toml`) seen on the WebSocket, and,
 //! once the condition clears (fixed, replayed), its resolution; the same
@@ -534,6 +535,67 @@ async fn redis_answering_slowly_makes_processing_slow_and_it_clears() -> Result<
         &mut ws,
         &mut seen,
         "TOCSIN_PROCESSING_SLOW",
+        "resolved",
+        "tocsin",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_plugin_holding_the_worker_backs_up_the_pipeline_queue_and_it_clears() -> Result<()> {
+    let spins = "[match]\ncodes = [\"SPIN\"]\n[aggregate]\nplugin = \"spin\"\n[[channels]]\nplugin = \"websocket\"\n";
+    let env = [
+        ("TOCSIN_SANDBOX_CALL_TIMEOUT_MS", "3000"),
+        ("TOCSIN_WATCH_QUEUE_DEPTH", "5"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    let rules = vec![("spins.toml".to_string(), spins.to_string())];
+    let t = Tocsin::start(setup_with(rules, env, &["spin"])?).await?;
+    let mut ws = t.ws("").await?;
+    let mut seen = Vec::new();
+    // One worker, held by a plugin call that runs to its 3 s deadline;
+    // thirty requests queue up behind it.
+    let mut posts = Vec::new();
+    for i in 0..31 {
+        let code = if i == 0 { "SPIN" } else { "WAITING" };
+        let body = json!({"errorCode": code, "severity": "low", "serviceName": format!("s{i}"), "message": "spin"});
+        let (http, url) = (t.http.clone(), t.url("/v1/events"));
+        posts.push(tokio::spawn(async move {
+            http.post(url).json(&body).send().await.map(|r| r.status())
+        }));
+        if i == 0 {
+            // Only an order: the worker, idle, takes the first job at
+            // once; the rest then arrive while it is held.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let backlog = frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_QUEUE_BACKLOG",
+        "alert",
+        "tocsin",
+    )
+    .await?;
+    ensure!(
+        backlog["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("wait in the pipeline's queue")),
+        "{backlog}"
+    );
+    for p in posts {
+        let status = p.await??;
+        ensure!(
+            status == 202,
+            "every request accepted once the worker is free: {status}"
+        );
+    }
+    frame(
+        &mut ws,
+        &mut seen,
+        "TOCSIN_QUEUE_BACKLOG",
         "resolved",
         "tocsin",
     )
