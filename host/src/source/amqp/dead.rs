@@ -167,7 +167,7 @@ impl DeadLetter {
             rules: versions.keys().cloned().collect(),
             dead_at,
             age_ms: dead_at.map(|t| (now - t).max(0) as u64),
-            deaths: deaths(h),
+            deaths: rounds(h, |_| true),
             replays: int(h, REPLAYS).unwrap_or(0).max(0) as u64,
             event_id: field("eventId"),
             error_code: field("errorCode"),
@@ -187,7 +187,8 @@ fn value_text(v: &AMQPValue) -> Option<String> {
     }
 }
 
-fn string(h: &FieldTable, key: &str) -> Option<String> {
+/// A text field of a header table (or of an `x-death` entry).
+pub fn string(h: &FieldTable, key: &str) -> Option<String> {
     h.inner().get(key).and_then(value_text)
 }
 
@@ -201,16 +202,17 @@ fn int(h: &FieldTable, key: &str) -> Option<i64> {
     }
 }
 
-/// Every round in `x-death`, whatever the queue.
-fn deaths(h: &FieldTable) -> u64 {
+/// The rounds `x-death` counts in the entries `keep` chooses (RabbitMQ
+/// keeps one entry per queue and reason, with its count).
+pub fn rounds(h: &FieldTable, keep: impl Fn(&FieldTable) -> bool) -> u64 {
     let Some(AMQPValue::FieldArray(list)) = h.inner().get("x-death") else {
         return 0;
     };
     list.as_slice()
         .iter()
-        .map(|v| match v {
-            AMQPValue::FieldTable(t) => int(t, "count").unwrap_or(1).max(0) as u64,
-            _ => 0,
+        .filter_map(|v| match v {
+            AMQPValue::FieldTable(t) if keep(t) => Some(int(t, "count").unwrap_or(1).max(0) as u64),
+            _ => None,
         })
         .sum()
 }

@@ -5,7 +5,7 @@
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
-use lapin::types::{AMQPValue, ShortString};
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel};
 use tokio::sync::{mpsc, oneshot};
 
@@ -144,24 +144,8 @@ pub(super) fn rejections(d: &Delivery, queue: &str) -> u64 {
     let Some(headers) = d.properties.headers() else {
         return 0;
     };
-    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
-        return 0;
-    };
-    deaths
-        .as_slice()
-        .iter()
-        .filter_map(|v| match v {
-            AMQPValue::FieldTable(t) => Some(t),
-            _ => None,
-        })
-        .filter(|t| {
-            matches!(t.inner().get("queue"), Some(AMQPValue::LongString(q)) if q.to_string() == queue)
-                && matches!(t.inner().get("reason"), Some(AMQPValue::LongString(r)) if r.to_string() == "rejected")
-        })
-        .map(|t| match t.inner().get("count") {
-            Some(AMQPValue::LongLongInt(n)) => *n as u64,
-            Some(AMQPValue::LongInt(n)) => *n as u64,
-            _ => 1,
-        })
-        .sum()
+    super::dead::rounds(headers, |t| {
+        super::dead::string(t, "queue").as_deref() == Some(queue)
+            && super::dead::string(t, "reason").as_deref() == Some("rejected")
+    })
 }
