@@ -174,8 +174,9 @@ async fn attack(addr: String, run: usize, secs: f64, stop: Arc<AtomicBool>) -> R
     let mut next = tokio::time::Instant::now();
     let until = next + Duration::from_secs_f64(secs);
     let mut n = 0usize;
+    let attacks = chosen_attacks()?;
     while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
-        let (code, attack) = ATTACKS[n % ATTACKS.len()];
+        let (code, attack) = attacks[n % attacks.len()];
         let started = tokio::time::Instant::now();
         if let Err(e) = post(&mut conn, code, attack, &format!("{attack}-{run}-{n}")).await {
             out.refused += 1;
@@ -194,6 +195,31 @@ async fn attack(addr: String, run: usize, secs: f64, stop: Arc<AtomicBool>) -> R
     out.slowest
         .sort_by_key(|(_, took)| std::cmp::Reverse(*took));
     Ok(out)
+}
+
+/// The attacks this run fires: all of [`ATTACKS`], or those that
+/// `TOCSIN_BENCH_ATTACKS` names (comma-separated), to find which attack
+/// moves the healthy rule's tail.
+fn chosen_attacks() -> Result<Vec<(&'static str, &'static str)>> {
+    let Ok(names) = std::env::var("TOCSIN_BENCH_ATTACKS") else {
+        return Ok(ATTACKS.to_vec());
+    };
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            ATTACKS
+                .iter()
+                .find(|(_, a)| *a == n)
+                .copied()
+                .with_context(|| format!("TOCSIN_BENCH_ATTACKS: no attack named `{n}`"))
+        })
+        .collect::<Result<Vec<_>>>()
+        .and_then(|a| {
+            anyhow::ensure!(!a.is_empty(), "TOCSIN_BENCH_ATTACKS names no attack");
+            Ok(a)
+        })
 }
 
 /// `tocsin_plugin_errors_total` of the hostile plugins, by kind.
